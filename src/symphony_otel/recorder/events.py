@@ -1,0 +1,262 @@
+"""The ``symphony.snapshot`` event: payload encoding, size limit, span and log event.
+
+The payload is the snapshot's ``to_dict()`` with every string scrubbed of
+secrets.  It is always valid JSON in valid UTF-8: lone surrogates become
+U+FFFD, numbers that JSON cannot hold become null, and non-ASCII text stays
+readable.  A payload over the byte limit loses rows from the end of the retry
+queue, then from the end of the running list, and says how many it lost in
+``dropped_rows``; no string is ever cut.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from symphony_otel.recorder.redaction import Redactor
+from symphony_otel.snapshot import SystemSnapshot
+
+try:  # orjson is several times faster; the json module gives the same bytes' meaning.
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised by forcing the fallback in tests
+    _orjson = None
+
+__all__ = [
+    "EVENT_NAME",
+    "Payload",
+    "PayloadEncoder",
+    "attribute_length_limit",
+    "event_attributes",
+]
+
+_logger = logging.getLogger(__name__)
+
+EVENT_NAME: Final = "symphony.snapshot"
+ATTR_JSON: Final = "symphony.snapshot.json"
+ATTR_TRUNCATED: Final = "symphony.snapshot.truncated"
+ATTR_DROPPED_ROWS: Final = "symphony.snapshot.dropped_rows"
+
+_LOCATION_FIELDS: Final = ("worker_host", "workspace_path")
+_MINIMAL_PAYLOAD: Final = b"{}"
+
+
+@dataclass(frozen=True)
+class Payload:
+    """One encoded snapshot payload.
+
+    Attributes:
+        text: The JSON text.
+        size: Its size in UTF-8 bytes.
+        dropped_rows: Rows left out to stay within the limit.
+    """
+
+    text: str
+    size: int
+    dropped_rows: int
+
+    @property
+    def truncated(self) -> bool:
+        """Whether anything was left out."""
+        return self.dropped_rows > 0
+
+
+def attribute_length_limit(tracer_provider: Any = None) -> int | None:
+    """Return the SDK's limit on event attribute values, in characters, if any.
+
+    Reads the limit of an SDK ``TracerProvider`` when one is given, else
+    ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT``.
+    """
+    limits = getattr(tracer_provider, "_span_limits", None)
+    configured = getattr(limits, "max_attribute_length", None)
+    if isinstance(configured, int) and configured >= 0:
+        return configured
+    raw = os.environ.get("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "").strip()
+    if raw.isdigit():
+        return int(raw)
+    return None
+
+
+class PayloadEncoder:
+    """Encodes snapshots into payloads that fit a byte limit.
+
+    Args:
+        limit: Maximum payload size in bytes.
+        redactor: Scrubs each string of the payload.
+        redact_locations: Whether ``worker_host`` and ``workspace_path`` become null.
+        use_orjson: Whether to use orjson when it is installed.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        redactor: Redactor,
+        *,
+        redact_locations: bool = False,
+        use_orjson: bool = True,
+    ) -> None:
+        self.limit = limit
+        self._redactor = redactor
+        self._redact_locations = redact_locations
+        self._dumps: Callable[[Any], bytes] = (
+            _dumps_orjson if use_orjson and _orjson is not None else _dumps_json
+        )
+
+    def encode(self, snapshot: SystemSnapshot) -> Payload:
+        """Build, scrub and encode the payload of ``snapshot``."""
+        payload = self.build(snapshot)
+        data = self._encode(payload)
+        dropped = 0
+        if len(data) > self.limit:
+            data, dropped = self._shrink(payload, len(data))
+        return Payload(data.decode("utf-8"), len(data), dropped)
+
+    def build(self, snapshot: SystemSnapshot) -> dict[str, Any]:
+        """Return the scrubbed ``to_dict()`` payload of ``snapshot``."""
+        payload = snapshot.to_dict()
+        payload["running"] = [self._scrub_row(row) for row in payload["running"]]
+        payload["retrying"] = [self._scrub_row(row) for row in payload["retrying"]]
+        if payload["rate_limits"] is not None:
+            payload["rate_limits"] = self._scrub_value(payload["rate_limits"])
+        return payload
+
+    def _scrub_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        redact = self._redactor
+        if redact.active:
+            for key, value in row.items():
+                if type(value) is str:
+                    row[key] = redact(value)
+                elif value is not None and not isinstance(value, (int, float)):
+                    row[key] = self._scrub_value(value)
+        if self._redact_locations:
+            for key in _LOCATION_FIELDS:
+                if key in row:
+                    row[key] = None
+        return row
+
+    def _scrub_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self._redactor(value) if self._redactor.active else value
+        if isinstance(value, dict):
+            return {self._scrub_value(k): self._scrub_value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._scrub_value(item) for item in value]
+        return value
+
+    def _encode(self, payload: dict[str, Any]) -> bytes:
+        try:
+            return self._dumps(payload)
+        except (TypeError, ValueError, OverflowError, UnicodeError):
+            # Lone surrogates, non-finite floats, ints past 64 bits: repair and
+            # encode with the json module, which holds integers of any size.
+            return _dumps_json(_repair(payload))
+
+    def _shrink(self, payload: dict[str, Any], full_size: int) -> tuple[bytes, int]:
+        running: list[Any] = payload["running"]
+        retrying: list[Any] = payload["retrying"]
+        total = len(running) + len(retrying)
+
+        def with_rows(kept: int) -> bytes:
+            kept_running = min(kept, len(running))
+            kept_retrying = kept - kept_running
+            trimmed = dict(payload)
+            trimmed["running"] = running[:kept_running]
+            trimmed["retrying"] = retrying[:kept_retrying]
+            trimmed["dropped_rows"] = {
+                "running": len(running) - kept_running,
+                "retrying": len(retrying) - kept_retrying,
+            }
+            return self._encode(trimmed)
+
+        # Binary search for the most rows that fit, starting from a size estimate.
+        low, high = 0, total - 1
+        estimate = int(total * self.limit / full_size)
+        best: bytes | None = None
+        best_kept = 0
+        probe = min(max(estimate, 0), high)
+        while low <= high:
+            data = with_rows(probe)
+            if len(data) <= self.limit:
+                best, best_kept = data, probe
+                low = probe + 1
+            else:
+                high = probe - 1
+            probe = (low + high) // 2
+        if best is not None:
+            return best, total - best_kept
+        return self._minimal(payload, total), total
+
+    def _minimal(self, payload: dict[str, Any], dropped: int) -> bytes:
+        """Return the payload with no rows and, if that is still too large, less."""
+        smaller = dict(payload, running=[], retrying=[], dropped_rows={"all": dropped})
+        smaller["rate_limits"] = None
+        data = self._encode(smaller)
+        if len(data) <= self.limit:
+            return data
+        bare = {"generated_at": payload["generated_at"], "dropped_rows": {"all": dropped}}
+        data = self._encode(bare)
+        return data if len(data) <= self.limit else _MINIMAL_PAYLOAD
+
+
+def event_attributes(snapshot: SystemSnapshot, payload: Payload) -> dict[str, Any]:
+    """Return the attributes of the ``symphony.snapshot`` event."""
+    totals = snapshot.codex_totals
+    return {
+        ATTR_JSON: payload.text,
+        ATTR_TRUNCATED: payload.truncated,
+        ATTR_DROPPED_ROWS: payload.dropped_rows,
+        "symphony.workers.running": len(snapshot.running),
+        "symphony.retry_queue.size": len(snapshot.retrying),
+        "symphony.issues.completed": snapshot.completed_count,
+        "symphony.tokens.input": _attribute_int(totals.get("input_tokens", 0)),
+        "symphony.tokens.output": _attribute_int(totals.get("output_tokens", 0)),
+    }
+
+
+_INT64_MAX: Final = 2**63 - 1
+
+
+def _attribute_int(value: Any) -> int:
+    # OTLP carries attribute integers as int64.
+    if isinstance(value, int):
+        return min(max(value, 0), _INT64_MAX)
+    return 0
+
+
+def _dumps_orjson(payload: Any) -> bytes:
+    assert _orjson is not None
+    return _orjson.dumps(payload)
+
+
+def _dumps_json(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
+        "utf-8"
+    )
+
+
+def _repair(value: Any) -> Any:
+    """Copy ``value`` with strings made valid UTF-8 and non-finite floats as None."""
+    if isinstance(value, str):
+        return _valid_text(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {_valid_text(str(k)): _repair(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_repair(item) for item in value]
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    return _valid_text(str(value))
+
+
+def _valid_text(text: str) -> str:
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        # Pairs of surrogates become the character they encode; lone ones U+FFFD.
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")

@@ -1,0 +1,355 @@
+"""OTelSnapshotGenerator: every snapshot as observable instruments and an event.
+
+Usage::
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from symphony_otel import OTelSnapshotGenerator
+
+    generator = OTelSnapshotGenerator(
+        meter_provider=meter_provider,      # your pipeline's providers;
+        tracer_provider=tracer_provider,    # the global ones when omitted
+    )
+    snapshot = generator.generate(orchestrator.state)  # records it, too
+
+``generate`` runs on the host's thread: it builds the snapshot, encodes the
+payload, adds the event, and swaps in the view that the instrument callbacks
+read on the metric reader's thread.  Export happens on the SDK's own threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from opentelemetry import _logs, metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from symphony_otel.recorder import instruments
+from symphony_otel.recorder.events import (
+    EVENT_NAME,
+    PayloadEncoder,
+    attribute_length_limit,
+    event_attributes,
+)
+from symphony_otel.recorder.redaction import Redactor
+from symphony_otel.recorder.view import MonotonicTotals, SnapshotView, parse_rate_limits
+from symphony_otel.settings import RecorderSettings
+from symphony_otel.snapshot import SnapshotGenerator, SystemSnapshot
+from symphony_otel.version import __version__
+
+__all__ = ["ATTR_ORCHESTRATOR_NAME", "INSTRUMENTATION_SCOPE", "OTelSnapshotGenerator"]
+
+_logger = logging.getLogger(__name__)
+
+INSTRUMENTATION_SCOPE: Final = "symphony_otel"
+ATTR_ORCHESTRATOR_NAME: Final = "symphony.orchestrator.name"
+SPAN_NAME: Final = "symphony.snapshot"
+
+_ERROR_LOG_INTERVAL: Final = 60.0
+
+# Generators by MeterProvider, so that a second generator on one provider is
+# caught: the SDK hands back the first one's instruments for the same names and
+# would silently drop the second one's callbacks.
+_registry_lock = threading.Lock()
+_registry: weakref.WeakKeyDictionary[Any, set[str | None]] = weakref.WeakKeyDictionary()
+_registry_by_id: dict[int, set[str | None]] = {}
+
+
+class OTelSnapshotGenerator(SnapshotGenerator):
+    """A :class:`SnapshotGenerator` that records every snapshot it generates.
+
+    Each snapshot becomes the value of observable gauges and counters (read by
+    the MeterProvider's readers) and a ``symphony.snapshot`` event carrying its
+    JSON, on the current span when it is recording, else on a short span of its
+    own.  With ``event_mode="log"`` or ``"both"`` the event also goes through
+    the Logs API.
+
+    Recording never raises into the host: a failure is counted in
+    ``symphony.snapshot.record_errors`` and logged at most once a minute.
+
+    Args:
+        meter_provider: Where the instruments live; the global one when None.
+        tracer_provider: Where the spans go; the global one when None.
+        logger_provider: Where log events go; the global one when None.
+        orchestrator_name: Added to every data point as
+            ``symphony.orchestrator.name``.  Required to tell generators apart
+            when several share one MeterProvider.  Falls back to
+            ``SYMPHONY_OTEL_ORCHESTRATOR_NAME``.
+        payload_limit: Maximum payload size in bytes; falls back to
+            ``SYMPHONY_OTEL_PAYLOAD_LIMIT``, default 32768.
+        event_mode: ``span``, ``log`` or ``both``; falls back to
+            ``SYMPHONY_OTEL_EVENT_MODE``, default ``span``.
+        worker_series_limit: Workers with series of their own; falls back to
+            ``SYMPHONY_OTEL_WORKER_SERIES_LIMIT``, default 100.
+        stale_after: Seconds without a snapshot before the level gauges go
+            quiet; falls back to ``SYMPHONY_OTEL_STALE_AFTER``, default three
+            poll intervals and at least 60.
+        redact_locations: Null ``workspace_path`` and ``worker_host`` in the
+            payload; falls back to ``SYMPHONY_OTEL_REDACT_LOCATIONS``.
+        redact_secrets: Run the built-in secret patterns; falls back to
+            ``SYMPHONY_OTEL_REDACT_SECRETS``, default True.
+        redaction_hook: The host's own redaction, applied to every string of
+            the payload after the built-in patterns.
+
+    Raises:
+        ValueError: If a setting is invalid, or if another open generator with
+            the same ``orchestrator_name`` already records on ``meter_provider``.
+    """
+
+    def __init__(
+        self,
+        *,
+        meter_provider: metrics.MeterProvider | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
+        logger_provider: _logs.LoggerProvider | None = None,
+        orchestrator_name: str | None = None,
+        payload_limit: int | None = None,
+        event_mode: str | None = None,
+        worker_series_limit: int | None = None,
+        stale_after: float | None = None,
+        redact_locations: bool | None = None,
+        redact_secrets: bool | None = None,
+        redaction_hook: Callable[[str], str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings = RecorderSettings.resolve(
+            payload_limit=payload_limit,
+            event_mode=event_mode,
+            worker_series_limit=worker_series_limit,
+            stale_after=stale_after,
+            redact_locations=redact_locations,
+            redact_secrets=redact_secrets,
+            orchestrator_name=orchestrator_name,
+        )
+        self._meter_provider = meter_provider or metrics.get_meter_provider()
+        self._claim_provider()
+        self._closed = False
+        name = self.settings.orchestrator_name
+        self._base_attributes = {ATTR_ORCHESTRATOR_NAME: name} if name else {}
+        scope_attributes = dict(self._base_attributes) or None
+
+        self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(
+            INSTRUMENTATION_SCOPE, __version__, attributes=scope_attributes
+        )
+        self._event_logger = (logger_provider or _logs.get_logger_provider()).get_logger(
+            INSTRUMENTATION_SCOPE, __version__, attributes=scope_attributes
+        )
+        limit = self.settings.payload_limit
+        sdk_limit = attribute_length_limit(tracer_provider or trace.get_tracer_provider())
+        if sdk_limit is not None and sdk_limit < limit:
+            limit = sdk_limit
+        self.payload_limit = limit
+        self._encoder = PayloadEncoder(
+            limit,
+            Redactor(redaction_hook, scrub_secrets=self.settings.redact_secrets),
+            redact_locations=self.settings.redact_locations,
+        )
+        self._totals = MonotonicTotals()
+        self._own = MonotonicTotals()  # the recorder's own counters
+        self._own_totals: dict[str, float] = {}
+        self._view: SnapshotView | None = None
+        self._pinned = threading.local()
+        self._last_error_log = float("-inf")
+        self._error_lock = threading.Lock()
+        self._overflow_warned = False
+
+        meter = self._meter_provider.get_meter(
+            INSTRUMENTATION_SCOPE, __version__, attributes=scope_attributes
+        )
+        specs = instruments.INSTRUMENT_SPECS
+        self._instruments = [
+            instruments.create_instrument(meter, spec, self._make_callback(index, spec, len(specs)))
+            for index, spec in enumerate(specs)
+        ]
+
+    # --- Public API ------------------------------------------------------------
+
+    def generate(self, state: Any) -> SystemSnapshot:
+        """Generate a system snapshot from the orchestrator state and record it.
+
+        Returns:
+            The same :class:`SystemSnapshot` that the base class returns.
+
+        Raises:
+            TypeError: If ``state`` is None or has none of the state's
+                attributes.  Nothing else is raised: recording failures are
+                counted and logged.
+        """
+        snapshot = super().generate(state)
+        self.record(snapshot)
+        return snapshot
+
+    def record(self, snapshot: SystemSnapshot) -> None:
+        """Record a snapshot built elsewhere, such as one read from an HTTP API.
+
+        Never raises.
+        """
+        if self._closed:
+            return
+        try:
+            self._record(snapshot)
+        except Exception as exc:  # never break the host over its observability
+            self._own_totals = self._own.add("record_errors", 1)
+            self._log_record_error(exc)
+
+    def close(self) -> None:
+        """Stop reporting and free this generator's place on its MeterProvider.
+
+        The instruments stay registered with the SDK (it cannot remove them) but
+        report nothing afterwards.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._view = None
+        with _registry_lock:
+            names = _names_for(self._meter_provider)
+            names.discard(self.settings.orchestrator_name)
+
+    @property
+    def latest(self) -> SnapshotView | None:
+        """The view of the latest recorded snapshot, or None before the first."""
+        return self._view
+
+    # --- Recording -------------------------------------------------------------
+
+    def _record(self, snapshot: SystemSnapshot) -> None:
+        now_monotonic = time.monotonic()
+        totals = snapshot.codex_totals
+        cumulative = self._totals.advance(
+            {
+                "input_tokens": totals.get("input_tokens", 0),
+                "output_tokens": totals.get("output_tokens", 0),
+                "seconds_running": totals.get("seconds_running", 0),
+                "completed": snapshot.completed_count,
+            }
+        )
+        self._view = SnapshotView(
+            snapshot=snapshot,
+            recorded_at=now_monotonic,
+            stale_after=self.settings.stale_after_for(snapshot.poll_interval_ms),
+            rate_limits=parse_rate_limits(snapshot.rate_limits, time.time()),
+            totals=cumulative,
+        )
+        if len(snapshot.running) > self.settings.worker_series_limit and not self._overflow_warned:
+            self._overflow_warned = True
+            _logger.warning(
+                "%d workers run, more than the worker series limit of %d; the others share "
+                "one overflow series (otel.metric.overflow=true). Raise worker_series_limit "
+                "(SYMPHONY_OTEL_WORKER_SERIES_LIMIT) to give each its own.",
+                len(snapshot.running),
+                self.settings.worker_series_limit,
+            )
+        self._emit_event(snapshot)
+
+    def _emit_event(self, snapshot: SystemSnapshot) -> None:
+        payload = self._encoder.encode(snapshot)
+        if payload.dropped_rows:
+            self._own_totals = self._own.add("dropped_rows", payload.dropped_rows)
+        attributes = event_attributes(snapshot, payload)
+        mode = self.settings.event_mode
+        current = trace.get_current_span()
+        if current.is_recording():
+            self._add_event(current, attributes, mode)
+            return
+        with self._tracer.start_as_current_span(SPAN_NAME, kind=trace.SpanKind.INTERNAL) as span:
+            self._add_event(span, attributes, mode)
+
+    def _add_event(self, span: trace.Span, attributes: dict[str, Any], mode: str) -> None:
+        if mode in ("span", "both"):
+            span.add_event(EVENT_NAME, attributes)
+        if mode in ("log", "both"):
+            self._event_logger.emit(
+                event_name=EVENT_NAME,
+                attributes=attributes,
+                context=trace.set_span_in_context(span),
+                severity_number=_logs.SeverityNumber.INFO,
+            )
+
+    def _log_record_error(self, exc: Exception) -> None:
+        now = time.monotonic()
+        with self._error_lock:
+            if now - self._last_error_log < _ERROR_LOG_INTERVAL:
+                return
+            self._last_error_log = now
+        _logger.warning(
+            "Recording a snapshot failed (%s); the snapshot was returned to the host "
+            "unrecorded. Counted in symphony.snapshot.record_errors; this message "
+            "repeats at most once a minute.",
+            type(exc).__name__,
+            exc_info=_logger.isEnabledFor(logging.DEBUG),
+        )
+
+    # --- Instruments -----------------------------------------------------------
+
+    def _claim_provider(self) -> None:
+        name = self.settings.orchestrator_name
+        with _registry_lock:
+            names = _names_for(self._meter_provider)
+            if name in names:
+                raise ValueError(
+                    "another OTelSnapshotGenerator already records on this MeterProvider"
+                    + (f" with orchestrator_name {name!r}" if name else "")
+                    + "; give each generator its own orchestrator_name, or close() the "
+                    "first one before creating another"
+                )
+            names.add(name)
+
+    def _make_callback(
+        self, index: int, spec: instruments.InstrumentSpec, count: int
+    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        compute = instruments.CALLBACKS[spec.name]
+        first, last = index == 0, index == count - 1
+
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            try:
+                # The SDK runs the callbacks of one collection in registration
+                # order on one thread: the first pins the view and the last lets
+                # it go, so one export never mixes two snapshots.
+                if first:
+                    self._pinned.view = self._view
+                    self._pinned.context = None
+                view = getattr(self._pinned, "view", None) or self._view
+                if view is None or self._closed:
+                    return []
+                return compute(view, self._context(view))
+            except Exception as exc:  # a callback must never raise into the SDK
+                self._own_totals = self._own.add("record_errors", 1)
+                self._log_record_error(exc)
+                return []
+            finally:
+                if last:
+                    self._pinned.view = None
+                    self._pinned.context = None
+
+        callback.__name__ = f"observe_{spec.name.replace('.', '_')}"
+        return callback
+
+    def _context(self, view: SnapshotView) -> instruments.CallbackContext:
+        context = getattr(self._pinned, "context", None)
+        if context is not None and context[0] is view:
+            return context[1]
+        now = time.monotonic()
+        built = instruments.CallbackContext(
+            base=self._base_attributes,
+            monotonic_now=now,
+            wall_now=time.time(),
+            fresh=view.is_fresh(now),
+            worker_series_limit=self.settings.worker_series_limit,
+            invalid_counts=self.value_report.counts(),
+            counters=self._own_totals,
+        )
+        self._pinned.context = (view, built)
+        return built
+
+
+def _names_for(provider: Any) -> set[str | None]:
+    try:
+        return _registry.setdefault(provider, set())
+    except TypeError:  # a provider that cannot be weakly referenced
+        return _registry_by_id.setdefault(id(provider), set())

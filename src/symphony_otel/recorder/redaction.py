@@ -1,0 +1,138 @@
+"""Secret scrubbing for every string that leaves the process.
+
+Error strings of coding agents carry runtime dumps: command lines, URLs,
+environment fragments.  :class:`Redactor` replaces the secret formats that are
+common there (provider API keys, bearer and basic credentials, passwords in
+URLs, private keys, cloud access keys, ``password=...`` pairs) with
+``[REDACTED]``, then applies the host's own redaction hook.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from typing import Final
+
+__all__ = ["REDACTED", "Redactor", "SECRET_PATTERNS"]
+
+_logger = logging.getLogger(__name__)
+
+REDACTED: Final = "[REDACTED]"
+
+# Each pattern matches one secret format.  Where a pattern has a group named
+# "keep", that part of the match (a key name, a URL's user) is kept.
+SECRET_PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
+    (name, re.compile(pattern))
+    for name, pattern in (
+        (
+            "private key block",
+            r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END[A-Z0-9 ]*PRIVATE KEY-----|$)",
+        ),
+        ("url credentials", r"(?P<keep>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(?=@)"),
+        ("bearer credentials", r"(?i)(?P<keep>\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
+        ("basic credentials", r"(?i)(?P<keep>\bbasic\s+)[A-Za-z0-9+/]{8,}={0,2}"),
+        ("json web token", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+"),
+        ("anthropic api key", r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
+        ("openai api key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
+        ("github token", r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})"),
+        ("gitlab token", r"\bglpat-[A-Za-z0-9_-]{20,}"),
+        ("slack token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+        ("slack webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+"),
+        ("aws access key id", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"),
+        ("google api key", r"\bAIza[0-9A-Za-z_-]{35}"),
+        ("stripe key", r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"),
+        ("linear api key", r"\blin_(?:api|oauth)_[A-Za-z0-9]{30,}"),
+        ("hugging face token", r"\bhf_[A-Za-z0-9]{30,}"),
+        ("npm token", r"\bnpm_[A-Za-z0-9]{36}\b"),
+        ("pypi token", r"\bpypi-[A-Za-z0-9_-]{50,}"),
+        ("sendgrid key", r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"),
+        ("shopify token", r"\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b"),
+        ("honeycomb key", r"\bhc[a-z]{2}k_[A-Za-z0-9]{20,}"),
+        ("telegram bot token", r"\b\d{8,10}:AA[A-Za-z0-9_-]{33}\b"),
+        ("azure connection key", r"(?i)(?P<keep>\b(?:AccountKey|SharedAccessKey|sig)=)[^;&\s\"']+"),
+        (
+            "secret assignment",
+            r"(?i)(?P<keep>\b[\w.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key"
+            r"|private[_-]?key|credentials?|auth)[\"']?\s*(?:=|:|=>)\s*)"
+            r"(?:\"[^\"]*\"|'[^']*'|[^\s,;&}\]\"']+)",
+        ),
+    )
+)
+
+# Secrets need at least a few characters; shorter strings are returned as they are.
+_MIN_SECRET_LENGTH: Final = 8
+_CACHE_MAX: Final = 16384
+
+
+def _replace(match: re.Match[str]) -> str:
+    keep = match.groupdict().get("keep")
+    return f"{keep}{REDACTED}" if keep else REDACTED
+
+
+class Redactor:
+    """Scrubs secrets from strings, then applies the host's redaction hook.
+
+    Snapshots repeat most of their strings (identifiers, paths, errors of the
+    retry queue), so results are cached; the cache is cleared when it fills.
+
+    Args:
+        hook: The host's own redaction, called with each string after the
+            built-in patterns; its result replaces the string.  When the hook
+            raises, the string is replaced by ``[REDACTED]`` and the failure is
+            logged once.
+        scrub_secrets: Whether the built-in patterns run.
+    """
+
+    def __init__(self, hook: Callable[[str], str] | None = None, *, scrub_secrets: bool = True) -> None:
+        self._hook = hook
+        self._scrub = scrub_secrets
+        self._cache: dict[str, str] = {}
+        self._hook_failed = False
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        """Whether this redactor changes anything at all."""
+        return self._scrub or self._hook is not None
+
+    def __call__(self, text: str) -> str:
+        """Return ``text`` with its secrets replaced."""
+        cached = self._cache.get(text)
+        if cached is not None:
+            return cached
+        result = self._redact(text)
+        if len(self._cache) >= _CACHE_MAX:
+            self._cache.clear()
+        self._cache[text] = result
+        return result
+
+    def _redact(self, text: str) -> str:
+        result = text
+        if self._scrub and len(text) >= _MIN_SECRET_LENGTH:
+            for _name, pattern in SECRET_PATTERNS:
+                result = pattern.sub(_replace, result)
+        if self._hook is not None:
+            try:
+                hooked = self._hook(result)
+            except Exception as exc:  # the host's code; never let it break recording
+                self._report_hook_failure(f"raised {type(exc).__name__}")
+                return REDACTED
+            if not isinstance(hooked, str):
+                self._report_hook_failure(f"returned {type(hooked).__name__}, not str")
+                return REDACTED
+            result = hooked
+        return result
+
+    def _report_hook_failure(self, what: str) -> None:
+        with self._lock:
+            first = not self._hook_failed
+            self._hook_failed = True
+        if first:
+            _logger.warning(
+                "The redaction hook %s; strings it fails on are replaced by %s. "
+                "Further failures are not logged.",
+                what,
+                REDACTED,
+            )

@@ -163,7 +163,7 @@ def _integer(
         raise ValueError(f"{setting} must be an integer of at least {minimum}, got {raw!r}")
     try:
         number = int(raw)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         raise ValueError(f"{setting} must be an integer of at least {minimum}, got {raw!r}") from None
     if isinstance(raw, float) and raw != number:
         raise ValueError(f"{setting} must be an integer of at least {minimum}, got {raw!r}")
@@ -209,10 +209,10 @@ def _flag(
 
 def _event_mode(value: str | None, env: Mapping[str, str]) -> EventMode:
     from_argument = value is not None
-    raw = value if from_argument else env.get(SYMPHONY_OTEL_EVENT_MODE, "").strip()
-    if raw == "" or raw is None:
+    raw = value if from_argument else env.get(SYMPHONY_OTEL_EVENT_MODE, "")
+    if raw is None or (isinstance(raw, str) and raw.strip() == ""):
         return "span"
-    normalized = raw.lower() if isinstance(raw, str) else raw
+    normalized = raw.strip().lower() if isinstance(raw, str) else raw
     if normalized not in ("span", "log", "both"):
         setting = _source("event_mode", SYMPHONY_OTEL_EVENT_MODE, from_argument)
         raise ValueError(f"{setting} must be one of span, log, both; got {raw!r}")

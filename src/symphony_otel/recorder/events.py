@@ -2,10 +2,12 @@
 
 The payload is the snapshot's ``to_dict()`` with every string scrubbed of
 secrets.  It is always valid JSON in valid UTF-8: lone surrogates become
-U+FFFD, numbers that JSON cannot hold become null, and non-ASCII text stays
-readable.  A payload over the byte limit loses rows from the end of the retry
-queue, then from the end of the running list, and says how many it lost in
-``dropped_rows``; no string is ever cut.
+U+FFFD, non-finite floats and integers too long to print in decimal become
+null, and non-ASCII text stays readable.  A payload over the byte limit loses
+rows from the end of the retry queue, then from the end of the running list,
+and records how many it lost in ``dropped_rows``; no string is ever cut.  When
+even the payload without rows is too large, ``rate_limits`` goes too, and as a
+last resort only ``generated_at`` and ``dropped_rows`` remain.
 """
 
 from __future__ import annotations
@@ -53,16 +55,14 @@ class Payload:
         text: The JSON text.
         size: Its size in UTF-8 bytes.
         dropped_rows: Rows left out to stay within the limit.
+        truncated: Whether anything was left out: rows, or other fields of a
+            snapshot that does not fit even without its rows.
     """
 
     text: str
     size: int
     dropped_rows: int
-
-    @property
-    def truncated(self) -> bool:
-        """Whether anything was left out."""
-        return self.dropped_rows > 0
+    truncated: bool = False
 
 
 def attribute_length_limit(tracer_provider: Any = None) -> int | None:
@@ -110,10 +110,10 @@ class PayloadEncoder:
         """Build, scrub and encode the payload of ``snapshot``."""
         payload = self.build(snapshot)
         data = self._encode(payload)
-        dropped = 0
-        if len(data) > self.limit:
-            data, dropped = self._shrink(payload, len(data))
-        return Payload(data.decode("utf-8"), len(data), dropped)
+        if len(data) <= self.limit:
+            return Payload(data.decode("utf-8"), len(data), 0)
+        data, dropped = self._shrink(payload, len(data))
+        return Payload(data.decode("utf-8"), len(data), dropped, truncated=True)
 
     def build(self, snapshot: SystemSnapshot) -> dict[str, Any]:
         """Return the scrubbed ``to_dict()`` payload of ``snapshot``."""
@@ -166,10 +166,7 @@ class PayloadEncoder:
             trimmed = dict(payload)
             trimmed["running"] = running[:kept_running]
             trimmed["retrying"] = retrying[:kept_retrying]
-            trimmed["dropped_rows"] = {
-                "running": len(running) - kept_running,
-                "retrying": len(retrying) - kept_retrying,
-            }
+            trimmed["dropped_rows"] = _dropped_rows(running, retrying, kept_running, kept_retrying)
             return self._encode(trimmed)
 
         # Binary search for the most rows that fit, starting from a size estimate.
@@ -188,16 +185,16 @@ class PayloadEncoder:
             probe = (low + high) // 2
         if best is not None:
             return best, total - best_kept
-        return self._minimal(payload, total), total
+        return self._minimal(payload), total
 
-    def _minimal(self, payload: dict[str, Any], dropped: int) -> bytes:
-        """Return the payload with no rows and, if that is still too large, less."""
-        smaller = dict(payload, running=[], retrying=[], dropped_rows={"all": dropped})
-        smaller["rate_limits"] = None
+    def _minimal(self, payload: dict[str, Any]) -> bytes:
+        """Return the payload with no rows and no rate limits, or less if that is still too large."""
+        dropped_rows = _dropped_rows(payload["running"], payload["retrying"], 0, 0)
+        smaller = dict(payload, running=[], retrying=[], rate_limits=None, dropped_rows=dropped_rows)
         data = self._encode(smaller)
         if len(data) <= self.limit:
             return data
-        bare = {"generated_at": payload["generated_at"], "dropped_rows": {"all": dropped}}
+        bare = {"generated_at": payload["generated_at"], "dropped_rows": dropped_rows}
         data = self._encode(bare)
         return data if len(data) <= self.limit else _MINIMAL_PAYLOAD
 
@@ -211,7 +208,7 @@ def event_attributes(snapshot: SystemSnapshot, payload: Payload) -> dict[str, An
         ATTR_DROPPED_ROWS: payload.dropped_rows,
         "symphony.workers.running": len(snapshot.running),
         "symphony.retry_queue.size": len(snapshot.retrying),
-        "symphony.issues.completed": snapshot.completed_count,
+        "symphony.issues.completed": _attribute_int(snapshot.completed_count),
         "symphony.tokens.input": _attribute_int(totals.get("input_tokens", 0)),
         "symphony.tokens.output": _attribute_int(totals.get("output_tokens", 0)),
     }
@@ -227,6 +224,12 @@ def _attribute_int(value: Any) -> int:
     return 0
 
 
+def _dropped_rows(
+    running: list[Any], retrying: list[Any], kept_running: int, kept_retrying: int
+) -> dict[str, int]:
+    return {"running": len(running) - kept_running, "retrying": len(retrying) - kept_retrying}
+
+
 def _dumps_orjson(payload: Any) -> bytes:
     assert _orjson is not None
     return _orjson.dumps(payload)
@@ -239,11 +242,17 @@ def _dumps_json(payload: Any) -> bytes:
 
 
 def _repair(value: Any) -> Any:
-    """Copy ``value`` with strings made valid UTF-8 and non-finite floats as None."""
+    """Copy ``value`` with strings made valid UTF-8, and non-finite floats and integers too long to print as None."""
     if isinstance(value, str):
         return _valid_text(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        try:
+            str(value)
+        except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+            return None
+        return value
     if isinstance(value, dict):
         return {_valid_text(str(k)): _repair(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

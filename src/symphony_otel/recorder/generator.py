@@ -52,12 +52,31 @@ SPAN_NAME: Final = "symphony.snapshot"
 
 _ERROR_LOG_INTERVAL: Final = 60.0
 
-# Generators by MeterProvider, so that a second generator on one provider is
-# caught: the SDK hands back the first one's instruments for the same names and
-# would silently drop the second one's callbacks.
+
+class _Registration:
+    """The instruments of one orchestrator name on one MeterProvider, and their owner.
+
+    For a scope that registers an instrument name a second time, the SDK
+    (opentelemetry-sdk 1.45) returns the first instrument and drops the new
+    callbacks.  So the instruments are created once per name and provider, and
+    their callbacks report for the generator that owns the registration now.
+    The owner is None after ``close()``, until a new generator with that name
+    takes the registration over.
+    """
+
+    __slots__ = ("instruments", "owner")
+
+    def __init__(self) -> None:
+        self.owner: OTelSnapshotGenerator | None = None
+        self.instruments: list[Any] = []
+
+
+# Registrations by MeterProvider and orchestrator name, so that a second open
+# generator on one provider with the same name is caught instead of silently
+# losing its callbacks.
 _registry_lock = threading.Lock()
-_registry: weakref.WeakKeyDictionary[Any, set[str | None]] = weakref.WeakKeyDictionary()
-_registry_by_id: dict[int, set[str | None]] = {}
+_registry: weakref.WeakKeyDictionary[Any, dict[str | None, _Registration]] = weakref.WeakKeyDictionary()
+_registry_by_id: dict[int, dict[str | None, _Registration]] = {}
 
 
 class OTelSnapshotGenerator(SnapshotGenerator):
@@ -127,7 +146,6 @@ class OTelSnapshotGenerator(SnapshotGenerator):
             orchestrator_name=orchestrator_name,
         )
         self._meter_provider = meter_provider or metrics.get_meter_provider()
-        self._claim_provider()
         self._closed = False
         name = self.settings.orchestrator_name
         self._base_attributes = {ATTR_ORCHESTRATOR_NAME: name} if name else {}
@@ -153,19 +171,22 @@ class OTelSnapshotGenerator(SnapshotGenerator):
         self._own = MonotonicTotals()  # the recorder's own counters
         self._own_totals: dict[str, float] = {}
         self._view: SnapshotView | None = None
+        # Held while the totals advance and the view is swapped in, so that the
+        # latest view always carries the highest totals.
+        self._record_lock = threading.Lock()
         self._pinned = threading.local()
         self._last_error_log = float("-inf")
         self._error_lock = threading.Lock()
         self._overflow_warned = False
 
-        meter = self._meter_provider.get_meter(
-            INSTRUMENTATION_SCOPE, __version__, attributes=scope_attributes
-        )
-        specs = instruments.INSTRUMENT_SPECS
-        self._instruments = [
-            instruments.create_instrument(meter, spec, self._make_callback(index, spec, len(specs)))
-            for index, spec in enumerate(specs)
-        ]
+        self._registration = self._claim_registration()
+        try:
+            if not self._registration.instruments:
+                self._registration.instruments = self._create_instruments(scope_attributes)
+        except BaseException:
+            self._release_registration()
+            raise
+        self._instruments = self._registration.instruments
 
     # --- Public API ------------------------------------------------------------
 
@@ -200,16 +221,15 @@ class OTelSnapshotGenerator(SnapshotGenerator):
     def close(self) -> None:
         """Stop reporting and free this generator's place on its MeterProvider.
 
-        The instruments stay registered with the SDK (it cannot remove them) but
-        report nothing afterwards.
+        The instruments stay registered with the SDK (it cannot remove them) and
+        report nothing until a new generator with the same ``orchestrator_name``
+        on the same MeterProvider takes them over.
         """
         if self._closed:
             return
         self._closed = True
         self._view = None
-        with _registry_lock:
-            names = _names_for(self._meter_provider)
-            names.discard(self.settings.orchestrator_name)
+        self._release_registration()
 
     @property
     def latest(self) -> SnapshotView | None:
@@ -219,23 +239,23 @@ class OTelSnapshotGenerator(SnapshotGenerator):
     # --- Recording -------------------------------------------------------------
 
     def _record(self, snapshot: SystemSnapshot) -> None:
-        now_monotonic = time.monotonic()
         totals = snapshot.codex_totals
-        cumulative = self._totals.advance(
-            {
-                "input_tokens": totals.get("input_tokens", 0),
-                "output_tokens": totals.get("output_tokens", 0),
-                "seconds_running": totals.get("seconds_running", 0),
-                "completed": snapshot.completed_count,
-            }
-        )
-        self._view = SnapshotView(
-            snapshot=snapshot,
-            recorded_at=now_monotonic,
-            stale_after=self.settings.stale_after_for(snapshot.poll_interval_ms),
-            rate_limits=parse_rate_limits(snapshot.rate_limits, time.time()),
-            totals=cumulative,
-        )
+        growth = {
+            "input_tokens": totals.get("input_tokens", 0),
+            "output_tokens": totals.get("output_tokens", 0),
+            "seconds_running": totals.get("seconds_running", 0),
+            "completed": snapshot.completed_count,
+        }
+        rate_limits = parse_rate_limits(snapshot.rate_limits, time.time())
+        stale_after = self.settings.stale_after_for(snapshot.poll_interval_ms)
+        with self._record_lock:
+            self._view = SnapshotView(
+                snapshot=snapshot,
+                recorded_at=time.monotonic(),
+                stale_after=stale_after,
+                rate_limits=rate_limits,
+                totals=self._totals.advance(growth),
+            )
         if len(snapshot.running) > self.settings.worker_series_limit and not self._overflow_warned:
             self._overflow_warned = True
             _logger.warning(
@@ -271,64 +291,91 @@ class OTelSnapshotGenerator(SnapshotGenerator):
                 severity_number=_logs.SeverityNumber.INFO,
             )
 
-    def _log_record_error(self, exc: Exception) -> None:
+    def _log_record_error(self, exc: Exception, instrument: str | None = None) -> None:
         now = time.monotonic()
         with self._error_lock:
             if now - self._last_error_log < _ERROR_LOG_INTERVAL:
                 return
             self._last_error_log = now
+        if instrument is None:
+            _logger.warning(
+                "Recording a snapshot failed (%s); the host got the snapshot, but its event "
+                "or metrics may be missing. Counted in symphony.snapshot.record_errors; "
+                "this message repeats at most once a minute.",
+                type(exc).__name__,
+                exc_info=_logger.isEnabledFor(logging.DEBUG),
+            )
+            return
         _logger.warning(
-            "Recording a snapshot failed (%s); the snapshot was returned to the host "
-            "unrecorded. Counted in symphony.snapshot.record_errors; this message "
-            "repeats at most once a minute.",
+            "The callback of %s failed (%s) and reported nothing for this collection. "
+            "Counted in symphony.snapshot.record_errors; this message repeats at most "
+            "once a minute.",
+            instrument,
             type(exc).__name__,
             exc_info=_logger.isEnabledFor(logging.DEBUG),
         )
 
     # --- Instruments -----------------------------------------------------------
 
-    def _claim_provider(self) -> None:
+    def _claim_registration(self) -> _Registration:
         name = self.settings.orchestrator_name
         with _registry_lock:
-            names = _names_for(self._meter_provider)
-            if name in names:
+            registrations = _registrations_for(self._meter_provider)
+            registration = registrations.get(name)
+            if registration is not None and registration.owner is not None:
                 raise ValueError(
                     "another OTelSnapshotGenerator already records on this MeterProvider"
                     + (f" with orchestrator_name {name!r}" if name else "")
                     + "; give each generator its own orchestrator_name, or close() the "
                     "first one before creating another"
                 )
-            names.add(name)
+            if registration is None:
+                registration = registrations[name] = _Registration()
+            registration.owner = self
+            return registration
 
-    def _make_callback(
-        self, index: int, spec: instruments.InstrumentSpec, count: int
-    ) -> Callable[[CallbackOptions], Iterable[Observation]]:
-        compute = instruments.CALLBACKS[spec.name]
-        first, last = index == 0, index == count - 1
+    def _release_registration(self) -> None:
+        with _registry_lock:
+            if self._registration.owner is self:
+                self._registration.owner = None
 
-        def callback(options: CallbackOptions) -> Iterable[Observation]:
-            try:
-                # The SDK runs the callbacks of one collection in registration
-                # order on one thread: the first pins the view and the last lets
-                # it go, so one export never mixes two snapshots.
-                if first:
-                    self._pinned.view = self._view
-                    self._pinned.context = None
-                view = getattr(self._pinned, "view", None) or self._view
-                if view is None or self._closed:
-                    return []
-                return compute(view, self._context(view))
-            except Exception as exc:  # a callback must never raise into the SDK
-                self._own_totals = self._own.add("record_errors", 1)
-                self._log_record_error(exc)
+    def _create_instruments(self, scope_attributes: dict[str, Any] | None) -> list[Any]:
+        meter = self._meter_provider.get_meter(
+            INSTRUMENTATION_SCOPE, __version__, attributes=scope_attributes
+        )
+        specs = instruments.INSTRUMENT_SPECS
+        return [
+            instruments.create_instrument(
+                meter, spec, _make_callback(self._registration, spec, index, len(specs))
+            )
+            for index, spec in enumerate(specs)
+        ]
+
+    def _observe(
+        self, compute: instruments.ViewCallback, name: str, first: bool, last: bool
+    ) -> list[Observation]:
+        pinned = self._pinned
+        try:
+            # The SDK runs the callbacks of one collection in registration
+            # order on one thread: the first pins the view and the last lets
+            # it go, so one export never mixes two snapshots.
+            if first:
+                pinned.active = True
+                pinned.view = self._view
+                pinned.context = None
+            view = pinned.view if getattr(pinned, "active", False) else self._view
+            if view is None or self._closed:
                 return []
-            finally:
-                if last:
-                    self._pinned.view = None
-                    self._pinned.context = None
-
-        callback.__name__ = f"observe_{spec.name.replace('.', '_')}"
-        return callback
+            return compute(view, self._context(view))
+        except Exception as exc:  # a callback must never raise into the SDK
+            self._own_totals = self._own.add("record_errors", 1)
+            self._log_record_error(exc, name)
+            return []
+        finally:
+            if last:
+                pinned.active = False
+                pinned.view = None
+                pinned.context = None
 
     def _context(self, view: SnapshotView) -> instruments.CallbackContext:
         context = getattr(self._pinned, "context", None)
@@ -348,8 +395,24 @@ class OTelSnapshotGenerator(SnapshotGenerator):
         return built
 
 
-def _names_for(provider: Any) -> set[str | None]:
+def _make_callback(
+    registration: _Registration, spec: instruments.InstrumentSpec, index: int, count: int
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    compute = instruments.CALLBACKS[spec.name]
+    first, last = index == 0, index == count - 1
+
+    def callback(options: CallbackOptions) -> Iterable[Observation]:
+        owner = registration.owner
+        if owner is None:
+            return []
+        return owner._observe(compute, spec.name, first, last)
+
+    callback.__name__ = f"observe_{spec.name.replace('.', '_')}"
+    return callback
+
+
+def _registrations_for(provider: Any) -> dict[str | None, _Registration]:
     try:
-        return _registry.setdefault(provider, set())
+        return _registry.setdefault(provider, {})
     except TypeError:  # a provider that cannot be weakly referenced
-        return _registry_by_id.setdefault(id(provider), set())
+        return _registry_by_id.setdefault(id(provider), {})

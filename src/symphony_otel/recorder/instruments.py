@@ -234,6 +234,17 @@ def _level(value: float, ctx: CallbackContext) -> list[Observation]:
     return [Observation(value, _attrs(ctx))] if ctx.fresh else []
 
 
+_INT64_MAX = 2**63 - 1
+
+
+def _int64(value: float) -> float:
+    # OTLP carries integer points as int64, and one larger integer makes the
+    # exporter reject the whole batch, so counts from the host are capped.
+    if isinstance(value, int) and value > _INT64_MAX:
+        return _INT64_MAX
+    return value
+
+
 def observe_workers_running(view: SnapshotView, ctx: CallbackContext) -> list[Observation]:
     """symphony.workers.running"""
     return _level(len(view.snapshot.running), ctx)
@@ -246,8 +257,11 @@ def observe_workers_limit(view: SnapshotView, ctx: CallbackContext) -> list[Obse
 
 
 def observe_workers_overflow(view: SnapshotView, ctx: CallbackContext) -> list[Observation]:
-    """symphony.workers.overflow"""
-    return _level(max(len(view.snapshot.running) - ctx.worker_series_limit, 0), ctx)
+    """symphony.workers.overflow: running workers folded into the overflow series"""
+    if not ctx.fresh:
+        return []
+    _series, _overflow, folded = _worker_series(view, ctx)
+    return [Observation(folded, _attrs(ctx))]
 
 
 def observe_retry_queue_size(view: SnapshotView, ctx: CallbackContext) -> list[Observation]:
@@ -311,10 +325,14 @@ def observe_credits_balance(view: SnapshotView, ctx: CallbackContext) -> list[Ob
 
 def _worker_series(
     view: SnapshotView, ctx: CallbackContext
-) -> tuple[dict[str, tuple[int, int, int]], tuple[int, int, int] | None]:
-    """Per-identifier (input, output, turns), and the sums of the overflow workers."""
+) -> tuple[dict[str, tuple[int, int, int]], tuple[int, int, int] | None, int]:
+    """Per-identifier (input, output, turns), the sums of the overflow workers, and their number.
+
+    Rows that share an identifier share its series.
+    """
     series: dict[str, tuple[int, int, int]] = {}
     overflow: tuple[int, int, int] | None = None
+    folded = 0
     limit = ctx.worker_series_limit
     for row in view.snapshot.running:
         values = (row["codex_input_tokens"], row["codex_output_tokens"], row["turn_count"])
@@ -326,27 +344,39 @@ def _worker_series(
             series[identifier] = values
         elif overflow is None:
             overflow = values
+            folded = 1
         else:
             overflow = tuple(a + b for a, b in zip(overflow, values))  # type: ignore[assignment]
-    return series, overflow
+            folded += 1
+    return series, overflow, folded
 
 
 def observe_worker_tokens(view: SnapshotView, ctx: CallbackContext) -> list[Observation]:
     """symphony.worker.tokens per worker and token type, with an overflow series"""
     if not ctx.fresh:
         return []
-    series, overflow = _worker_series(view, ctx)
+    series, overflow, _folded = _worker_series(view, ctx)
     observations = []
     for identifier, (input_tokens, output_tokens, _turns) in series.items():
         observations.append(
-            Observation(input_tokens, _attrs(ctx, {ATTR_ISSUE_IDENTIFIER: identifier, ATTR_TOKEN_TYPE: "input"}))
+            Observation(
+                _int64(input_tokens),
+                _attrs(ctx, {ATTR_ISSUE_IDENTIFIER: identifier, ATTR_TOKEN_TYPE: "input"}),
+            )
         )
         observations.append(
-            Observation(output_tokens, _attrs(ctx, {ATTR_ISSUE_IDENTIFIER: identifier, ATTR_TOKEN_TYPE: "output"}))
+            Observation(
+                _int64(output_tokens),
+                _attrs(ctx, {ATTR_ISSUE_IDENTIFIER: identifier, ATTR_TOKEN_TYPE: "output"}),
+            )
         )
     if overflow is not None:
-        observations.append(Observation(overflow[0], _attrs(ctx, {ATTR_OVERFLOW: True, ATTR_TOKEN_TYPE: "input"})))
-        observations.append(Observation(overflow[1], _attrs(ctx, {ATTR_OVERFLOW: True, ATTR_TOKEN_TYPE: "output"})))
+        observations.append(
+            Observation(_int64(overflow[0]), _attrs(ctx, {ATTR_OVERFLOW: True, ATTR_TOKEN_TYPE: "input"}))
+        )
+        observations.append(
+            Observation(_int64(overflow[1]), _attrs(ctx, {ATTR_OVERFLOW: True, ATTR_TOKEN_TYPE: "output"}))
+        )
     return observations
 
 
@@ -354,32 +384,32 @@ def observe_worker_turns(view: SnapshotView, ctx: CallbackContext) -> list[Obser
     """symphony.worker.turns per worker, with an overflow series"""
     if not ctx.fresh:
         return []
-    series, overflow = _worker_series(view, ctx)
+    series, overflow, _folded = _worker_series(view, ctx)
     observations = [
-        Observation(turns, _attrs(ctx, {ATTR_ISSUE_IDENTIFIER: identifier}))
+        Observation(_int64(turns), _attrs(ctx, {ATTR_ISSUE_IDENTIFIER: identifier}))
         for identifier, (_input, _output, turns) in series.items()
     ]
     if overflow is not None:
-        observations.append(Observation(overflow[2], _attrs(ctx, {ATTR_OVERFLOW: True})))
+        observations.append(Observation(_int64(overflow[2]), _attrs(ctx, {ATTR_OVERFLOW: True})))
     return observations
 
 
 def observe_tokens(view: SnapshotView, ctx: CallbackContext) -> list[Observation]:
     """symphony.tokens by token type (cumulative, monotonic across restarts)"""
     return [
-        Observation(view.totals["input_tokens"], _attrs(ctx, {ATTR_TOKEN_TYPE: "input"})),
-        Observation(view.totals["output_tokens"], _attrs(ctx, {ATTR_TOKEN_TYPE: "output"})),
+        Observation(_int64(view.totals["input_tokens"]), _attrs(ctx, {ATTR_TOKEN_TYPE: "input"})),
+        Observation(_int64(view.totals["output_tokens"]), _attrs(ctx, {ATTR_TOKEN_TYPE: "output"})),
     ]
 
 
 def observe_agent_runtime(view: SnapshotView, ctx: CallbackContext) -> list[Observation]:
     """symphony.agent.runtime (cumulative, monotonic across restarts)"""
-    return [Observation(view.totals["seconds_running"], _attrs(ctx))]
+    return [Observation(_int64(view.totals["seconds_running"]), _attrs(ctx))]
 
 
 def observe_issues_completed(view: SnapshotView, ctx: CallbackContext) -> list[Observation]:
     """symphony.issues.completed (cumulative, monotonic across restarts)"""
-    return [Observation(view.totals["completed"], _attrs(ctx))]
+    return [Observation(_int64(view.totals["completed"]), _attrs(ctx))]
 
 
 def observe_invalid_values(view: SnapshotView, ctx: CallbackContext) -> list[Observation]:

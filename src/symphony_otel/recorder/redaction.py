@@ -22,7 +22,9 @@ _logger = logging.getLogger(__name__)
 REDACTED: Final = "[REDACTED]"
 
 # Each pattern matches one secret format.  Where a pattern has a group named
-# "keep", that part of the match (a key name, a URL's user) is kept.
+# "keep", that part of the match (a key name, a URL's user) is kept.  Bearer and
+# basic credentials skip a plain lowercase word ("Basic authentication failed"),
+# which an encoded credential of eight or more characters practically never is.
 SECRET_PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
     (name, re.compile(pattern))
     for name, pattern in (
@@ -31,8 +33,14 @@ SECRET_PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
             r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END[A-Z0-9 ]*PRIVATE KEY-----|$)",
         ),
         ("url credentials", r"(?P<keep>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(?=@)"),
-        ("bearer credentials", r"(?i)(?P<keep>\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
-        ("basic credentials", r"(?i)(?P<keep>\bbasic\s+)[A-Za-z0-9+/]{8,}={0,2}"),
+        (
+            "bearer credentials",
+            r"(?P<keep>\b(?i:bearer)\s+)(?![A-Za-z][a-z]+\b)[A-Za-z0-9._~+/=-]{8,}",
+        ),
+        (
+            "basic credentials",
+            r"(?P<keep>\b(?i:basic)\s+)(?![A-Za-z][a-z]+\b)[A-Za-z0-9+/]{8,}={0,2}",
+        ),
         ("json web token", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+"),
         ("anthropic api key", r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
         ("openai api key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
@@ -50,13 +58,17 @@ SECRET_PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
         ("sendgrid key", r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"),
         ("shopify token", r"\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b"),
         ("honeycomb key", r"\bhc[a-z]{2}k_[A-Za-z0-9]{20,}"),
-        ("telegram bot token", r"\b\d{8,10}:AA[A-Za-z0-9_-]{33}\b"),
+        # Bot API URLs put the token right after "bot": https://api.telegram.org/bot<token>/getMe
+        ("telegram bot token", r"(?:\b|(?<=/bot))\d{8,10}:AA[A-Za-z0-9_-]{33}\b"),
         ("azure connection key", r"(?i)(?P<keep>\b(?:AccountKey|SharedAccessKey|sig)=)[^;&\s\"']+"),
+        # A key may be quoted, also with escaped quotes as in the Elixir maps that
+        # error dumps inspect twice: \"password\" => \"...\". The pattern tries "=>"
+        # before "=" so that it never takes the arrow's ">" for the value.
         (
             "secret assignment",
             r"(?i)(?P<keep>\b[\w.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key"
-            r"|private[_-]?key|credentials?|auth)[\"']?\s*(?:=|:|=>)\s*)"
-            r"(?:\"[^\"]*\"|'[^']*'|[^\s,;&}\]\"']+)",
+            r"|private[_-]?key|credentials?|auth)(?:\\?[\"'])?\s*(?:=>|=|:)\s*)"
+            r"(?:\\\"(?:[^\"\\]|\\[^\"])*\\\"|\"[^\"]*\"|'[^']*'|[^\s,;&}\]\"']+)",
         ),
     )
 )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import math
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import is_dataclass
@@ -125,6 +126,12 @@ _PLAIN_MAX_ITEMS: Final = 1000
 
 _EPOCH_MS_THRESHOLD: Final = 1e11  # Unix seconds reach 1e11 only in the year 5138.
 
+# OTLP carries counts as int64, so a larger count is corrupt.  An int past 4300
+# digits (sys.get_int_max_str_digits()) would even make json.dumps() raise.
+INT64_MAX: Final = 2**63 - 1
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 
 class ValueReport:
     """Counts invalid values per field and logs the first one of each field.
@@ -205,15 +212,24 @@ class EntryPlan:
     attributes, so the paths whose head is absent from the first instance are
     dropped for the whole class.  Mappings and other classes keep every path,
     because their keys and attributes can differ from one instance to the next.
+    A class whose first instance has none of the names as attributes but offers
+    ``model_dump()`` or ``to_dict()`` is read through that method's mapping.
     """
 
-    __slots__ = ("fields",)
+    __slots__ = ("exported", "fields")
 
     def __init__(self, sample: Any, table: Mapping[str, tuple[str, ...]]) -> None:
-        fixed = _has_fixed_attributes(type(sample))
+        all_paths = {name: split_paths(dotted) for name, dotted in table.items()}
+        self.exported = (
+            not isinstance(sample, Mapping)
+            and not any(
+                _has_attribute(sample, path[0]) for paths in all_paths.values() for path in paths
+            )
+            and export_model(sample) is not MISSING
+        )
+        fixed = not self.exported and _has_fixed_attributes(type(sample))
         fields = []
-        for name, dotted in table.items():
-            paths = split_paths(dotted)
+        for name, paths in all_paths.items():
             if fixed:
                 paths = tuple(p for p in paths if _has_attribute(sample, p[0]))
             fields.append((name, paths))
@@ -221,7 +237,8 @@ class EntryPlan:
 
     def read(self, entry: Any) -> dict[str, Any]:
         """Read the raw value of every field of ``entry`` (``MISSING`` when absent)."""
-        return {name: first_present(entry, paths) for name, paths in self.fields}
+        source = export_model(entry) if self.exported else entry
+        return {name: first_present(source, paths) for name, paths in self.fields}
 
 
 class PlanCache:
@@ -253,8 +270,12 @@ def _has_fixed_attributes(cls: type) -> bool:
 
 
 def _has_attribute(obj: Any, name: str) -> bool:
+    # The class goes first: a property that raises on the sample instance (a
+    # session not started yet) must not drop the path for every later instance.
+    if hasattr(type(obj), name):
+        return True
     try:
-        return getattr(obj, name, MISSING) is not MISSING or hasattr(type(obj), name)
+        return getattr(obj, name, MISSING) is not MISSING
     except Exception:
         return False
 
@@ -263,18 +284,18 @@ def _has_attribute(obj: Any, name: str) -> bool:
 
 
 def read_count(value: Any, field: str, report: ValueReport, default: int = 0) -> int:
-    """Read a non-negative integer count; anything else takes ``default``."""
+    """Read a non-negative integer count up to ``INT64_MAX``.  Anything else takes ``default``."""
     if type(value) is int:
-        if value >= 0:
+        if 0 <= value <= INT64_MAX:
             return value
-        report.invalid(field, value, "must not be negative")
+        report.invalid(field, value, "must be between 0 and 2**63 - 1")
         return default
     if value is MISSING or value is None:
         return default
     if isinstance(value, float):
-        if math.isfinite(value) and value >= 0:
+        if math.isfinite(value) and 0 <= value <= INT64_MAX:
             return int(value)
-        report.invalid(field, value, "must be a finite, non-negative number")
+        report.invalid(field, value, "must be a finite number between 0 and 2**63 - 1")
         return default
     if isinstance(value, int) and not isinstance(value, bool):
         return read_count(int(value), field, report, default)
@@ -283,17 +304,17 @@ def read_count(value: Any, field: str, report: ValueReport, default: int = 0) ->
 
 
 def read_number(value: Any, field: str, report: ValueReport, default: float = 0) -> float:
-    """Read a finite, non-negative number, keeping ints as ints."""
+    """Read a finite, non-negative number, keeping ints (up to ``INT64_MAX``) as ints."""
     if type(value) is int:
-        if value >= 0:
+        if 0 <= value <= INT64_MAX:
             return value
-        report.invalid(field, value, "must not be negative")
+        report.invalid(field, value, "must be between 0 and 2**63 - 1")
         return default
     if value is MISSING or value is None:
         return default
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         number = float(value) if not isinstance(value, int) else int(value)
-        if math.isfinite(number) and number >= 0:
+        if math.isfinite(number) and 0 <= number <= INT64_MAX:
             return number
         report.invalid(field, value, "must be a finite, non-negative number")
         return default
@@ -306,8 +327,12 @@ def read_optional_number(value: Any, field: str, report: ValueReport) -> float |
     if value is MISSING or value is None:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if isinstance(value, int) or math.isfinite(value):
-            return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond the float range
+            number = math.inf
+        if math.isfinite(number):
+            return number
         report.invalid(field, value, "must be finite")
         return None
     report.invalid(field, value, "must be a number")
@@ -326,25 +351,50 @@ def read_flag(value: Any, field: str, report: ValueReport) -> bool:
     return False
 
 
+def valid_text(text: str) -> str:
+    """Return ``text`` with each lone surrogate replaced by U+FFFD.
+
+    Surrogates come from ``os.fsdecode()`` of undecodable file names and from
+    UTF-16 data.  UTF-8 encoders, such as orjson or a UTF-8 stdout, reject them.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
+
+
 def read_text(value: Any, field: str, report: ValueReport) -> str | None:
-    """Read an optional string; numbers, paths and exceptions become strings."""
+    """Read an optional string; numbers, paths and exceptions become strings.
+
+    The result is always valid Unicode (see :func:`valid_text`).
+    """
     if type(value) is str:
-        return value
+        return valid_text(value)
     if value is MISSING or value is None:
         return None
     if isinstance(value, str):
-        return str(value)
+        return valid_text(str(value))
     if isinstance(value, PathLike):
         try:
             path = fspath(value)
         except Exception:
             path = None
         if isinstance(path, str):
-            return path
+            return valid_text(path)
     if isinstance(value, BaseException):
-        return f"{type(value).__name__}: {value}"
+        try:
+            return valid_text(f"{type(value).__name__}: {value}")
+        except Exception:  # the host exception's __str__ raised
+            return type(value).__name__
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # an int past sys.get_int_max_str_digits() digits
+            report.invalid(field, value, "must be a string or a printable number")
+            return None
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     report.invalid(field, value, "must be a string")
@@ -365,33 +415,56 @@ def format_datetime(value: Any) -> str | None:
     if isinstance(value, str):
         return _format_iso_string(value)
     if isinstance(value, (int, float)):
-        return _format_epoch(float(value))
+        return _format_epoch(value)
     if isinstance(value, _dt.date):
         return _format_utc(_dt.datetime(value.year, value.month, value.day))
     return None
 
 
+def iso_utc_text(moment: _dt.datetime) -> str:
+    """Format a naive UTC datetime as ISO 8601 ending in ``Z``.
+
+    The fraction has the fewest digits that keep the value exact: none, 3 or
+    6.  :func:`format_datetime` returns this text unchanged when it reads it
+    back, so snapshots survive a ``to_dict()`` and ``from_dict()`` round trip.
+    """
+    microsecond = moment.microsecond
+    if microsecond == 0:
+        timespec = "seconds"
+    elif microsecond % 1000 == 0:
+        timespec = "milliseconds"
+    else:
+        timespec = "microseconds"
+    return moment.isoformat(timespec=timespec) + "Z"
+
+
 # Entries keep their start time for their whole life, so the same datetime is
-# formatted on every snapshot: the last few thousand results are kept.  Naive
-# and aware datetimes never compare equal, and aware ones that compare equal
-# are the same instant, so a datetime is a sound key for its UTC text.
-_ISO_CACHE: dict[_dt.datetime, str] = {}
+# formatted on every snapshot: the last few thousand results are kept.  Aware
+# datetimes with the same tzinfo compare equal by wall time alone, even across a
+# DST fall-back where one wall time is two instants, so the UTC offset is part
+# of the key.  Naive and aware datetimes never compare equal.
+_ISO_CACHE: dict[tuple[_dt.datetime, _dt.timedelta | None], str] = {}
 _ISO_CACHE_MAX: Final = 4096
 
 
-def _format_utc(value: _dt.datetime) -> str:
-    cached = _ISO_CACHE.get(value)
-    if cached is not None:
-        return cached
-    if value.tzinfo is not None and value.utcoffset() is not None:
-        value_utc = value.astimezone(_dt.timezone.utc).replace(tzinfo=None)
-    else:
+def _format_utc(value: _dt.datetime) -> str | None:
+    try:
+        offset = value.utcoffset()
+        key = (value, offset)
+        cached = _ISO_CACHE.get(key)
+        if cached is not None:
+            return cached
         value_utc = value.replace(tzinfo=None)
-    text = value_utc.isoformat(timespec="microseconds" if value_utc.microsecond else "seconds")
-    text += "Z"
+        if offset is not None:
+            value_utc -= offset
+    except (OverflowError, ValueError, TypeError):
+        # Out of range once in UTC (year 1 east of UTC, year 9999 west of it),
+        # or a tzinfo whose utcoffset() is invalid.
+        return None
+    text = iso_utc_text(value_utc)
     if len(_ISO_CACHE) >= _ISO_CACHE_MAX:
         _ISO_CACHE.clear()
-    _ISO_CACHE[value] = text
+    _ISO_CACHE[key] = text
     return text
 
 
@@ -408,7 +481,11 @@ def _format_iso_string(text: str) -> str | None:
     return _format_utc(parsed)
 
 
-def _format_epoch(seconds: float) -> str | None:
+def _format_epoch(value: float) -> str | None:
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond the float range
+        return None
     if not math.isfinite(seconds):
         return None
     if abs(seconds) >= _EPOCH_MS_THRESHOLD:
@@ -421,8 +498,11 @@ def _format_epoch(seconds: float) -> str | None:
 
 
 def read_time(value: Any, field: str, report: ValueReport) -> str | None:
-    """Read a wall-clock time as ISO 8601 UTC, or None when absent or invalid."""
-    if value is MISSING or value is None:
+    """Read a wall-clock time as ISO 8601 UTC, or None when absent or invalid.
+
+    The empty string counts as absent, because it is ``RunningEntry.started_at``'s default.
+    """
+    if value is MISSING or value is None or (isinstance(value, str) and not value):
         return None
     text = format_datetime(value)
     if text is None:
@@ -434,18 +514,22 @@ def plain_copy(value: Any, field: str, report: ValueReport, depth: int = 0) -> A
     """Copy free-form foreign data into JSON-compatible dicts, lists and scalars.
 
     Mappings get string keys, sequences become lists, datetimes become ISO 8601
-    strings, non-finite floats become None, and anything else becomes its
-    ``str()``.  Nesting deeper than 12 levels or containers of more than 1000
-    items are cut, and the cut is counted as an invalid value.
+    strings, non-finite floats and integers past 64 bits become None, strings
+    lose lone surrogates (see :func:`valid_text`), and anything else becomes
+    its ``str()``.  Nesting deeper than 12 levels or containers of more than
+    1000 items are cut.  Each value dropped or cut is counted as invalid.
     """
-    if value is None or type(value) is str or type(value) is bool:
+    if value is None or type(value) is bool:
         return value
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, str):
-        return str(value)
+        return valid_text(str(value))
     if isinstance(value, int):
-        return int(value)
+        if value.bit_length() <= 64:
+            return int(value)
+        report.invalid(field, value, "must fit in 64 bits")
+        return None
     if isinstance(value, float):
         if math.isfinite(value):
             return float(value)
@@ -459,7 +543,7 @@ def plain_copy(value: Any, field: str, report: ValueReport, depth: int = 0) -> A
         if len(items) > _PLAIN_MAX_ITEMS:
             report.invalid(field, value, f"must hold at most {_PLAIN_MAX_ITEMS} items")
             items = items[:_PLAIN_MAX_ITEMS]
-        return {_key_text(k): plain_copy(v, field, report, depth + 1) for k, v in items}
+        return {key_text(k): plain_copy(v, field, report, depth + 1) for k, v in items}
     if isinstance(value, (list, tuple, set, frozenset)):
         items = list(value)
         if len(items) > _PLAIN_MAX_ITEMS:
@@ -474,8 +558,14 @@ def plain_copy(value: Any, field: str, report: ValueReport, depth: int = 0) -> A
     return read_text(value, field, report)
 
 
-def _key_text(key: Any) -> str:
-    return key if type(key) is str else str(key)
+def key_text(key: Any) -> str:
+    """Return a mapping key as valid text, or its type name if it has no printable form."""
+    if type(key) is not str:
+        try:
+            key = str(key)
+        except Exception:  # a huge int, or a host object whose __str__ raised
+            return f"<{type(key).__name__}>"
+    return valid_text(key)
 
 
 def export_model(value: Any) -> Any:

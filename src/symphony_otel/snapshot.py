@@ -31,8 +31,9 @@ _logger = logging.getLogger(__name__)
 
 
 def _utc_now_iso() -> str:
-    now = _dt.datetime.now(_dt.timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    now = _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
+    # Millisecond precision, in the form that from_dict() reads back unchanged.
+    return _reading.iso_utc_text(now.replace(microsecond=now.microsecond // 1000 * 1000))
 
 
 @dataclass
@@ -344,7 +345,7 @@ def _identity(raw: dict[str, Any], key: Any, report: ValueReport) -> tuple[str, 
     """Read ``issue_id`` and ``identifier``, falling back on each other and the map key."""
     issue_id = _reading.read_text(raw["issue_id"], "issue_id", report)
     identifier = _reading.read_text(raw["identifier"], "identifier", report)
-    key_text = key if type(key) is str else (str(key) if key is not None else None)
+    key_text = _reading.key_text(key) if key is not None else None
     if issue_id is None:
         issue_id = key_text if key_text is not None else (identifier or "")
     if identifier is None:
@@ -403,7 +404,11 @@ def _read_totals(totals: Any, report: ValueReport) -> dict[str, Any]:
             present = [name for name in _reading.TOTALS_KEYS if _reading.get_path(totals, (name,)) is not MISSING]
             if not present:
                 exported = _reading.export_model(totals)
-                source = exported if exported is not MISSING else totals
+                if exported is MISSING:
+                    report.invalid("codex_totals", totals, "must be a mapping or hold token counts")
+                    source = {}
+                else:
+                    source = exported
         for name in _reading.TOTALS_KEYS:
             values[name] = _reading.get_path(source, (name,))
     input_tokens = _reading.read_count(values.get("input_tokens"), "codex_totals.input_tokens", report)

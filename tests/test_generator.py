@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 from opentelemetry import _logs, metrics, trace
 from opentelemetry.metrics import ObservableCounter, ObservableGauge
-from opentelemetry.sdk.metrics.export import AggregationTemporality, Gauge, Sum
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, Gauge, InMemoryMetricReader, Sum
+from opentelemetry.sdk.metrics.view import View
 from opentelemetry.trace import SpanKind
 
 from symphony_otel import (
@@ -726,7 +728,7 @@ def test_tracer_failure_contained(telemetry: Telemetry, monkeypatch: pytest.Monk
     def broken_span(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("tracer broke")
 
-    monkeypatch.setattr(generator._tracer, "start_as_current_span", broken_span)
+    monkeypatch.setattr(generator._tracer, "start_span", broken_span)
 
     generator.record(load_snapshot(FIXTURE_15))
 
@@ -856,3 +858,34 @@ def _identifiers(turns: dict[frozenset[tuple[str, Any]], Any]) -> Iterator[str]:
         for key, value in attributes:
             if key == "symphony.issue.identifier":
                 yield value
+
+
+# --- Series over the life of the process ----------------------------------------------------
+
+
+def test_lifetime_budget_keeps_sdk_overflow_away() -> None:
+    # The SDK keeps every attribute set an observable instrument reported, so
+    # with a cardinality limit of 12 only (12 - 2) // 2 = 5 issues ever get a
+    # series of their own; the sixth and later share our overflow series.
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(
+        metric_readers=[reader],
+        views=[View(instrument_name="symphony.*", aggregation_cardinality_limit=12)],
+    )
+    generator = OTelSnapshotGenerator(meter_provider=provider, cardinality_limit=12)
+    for batch in range(4):
+        workers = [worker(f"ENG-{batch * 2 + n}", input_tokens=10, output_tokens=1) for n in range(2)]
+        generator.record(snapshot(running=workers))
+        points = only(collect(reader), "symphony.worker.tokens")
+
+    # The last batch, ENG-6 and ENG-7, came after the budget of five filled.
+    overflow_input = frozenset({("otel.metric.overflow", True), ("gen_ai.token.type", "input")})
+    assert points[overflow_input] == 20
+    assert frozenset({("symphony.issue.identifier", "ENG-6"), ("gen_ai.token.type", "input")}) not in points
+    assert all(("otel.metric.overflow", True) not in key or len(key) == 2 for key in points)
+    provider.shutdown()
+
+
+def test_lifetime_budget_rejects_tiny_limit() -> None:
+    with pytest.raises(ValueError, match="cardinality_limit must be an integer of at least 4, got 3"):
+        OTelSnapshotGenerator(meter_provider=MeterProvider(), cardinality_limit=3)

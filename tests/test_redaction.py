@@ -23,7 +23,8 @@ from tests.metrics_helpers import (
     worker,
 )
 
-PATTERNS = dict(SECRET_PATTERNS)
+PATTERNS = {name: pattern for name, _literals, pattern in SECRET_PATTERNS}
+LITERALS = {name: literals for name, literals, _pattern in SECRET_PATTERNS}
 
 
 class Sample(NamedTuple):
@@ -242,6 +243,28 @@ def test_pattern_scrubs_sample(entry: Sample) -> None:
 
     assert entry.secret not in scrubbed
     assert scrubbed == entry.expected
+
+
+@pytest.mark.parametrize("entry", SAMPLES, ids=[f"{n}-{entry.pattern}" for n, entry in enumerate(SAMPLES)])
+def test_pattern_literal_in_every_match(entry: Sample) -> None:
+    # A pattern runs only on text containing one of its literals, so each
+    # literal list must cover every text that the pattern can match.
+    for match in PATTERNS[entry.pattern].finditer(entry.text):
+        lowered = match.group(0).lower()
+        assert any(literal in lowered for literal in LITERALS[entry.pattern]), match.group(0)
+
+
+def test_redactor_cache_keeps_two_generations() -> None:
+    redactor = Redactor()
+    redactor.expect(10)  # the floor of 4096 strings per generation applies
+    first = [f"token={index:08d}" for index in range(4096)]
+    for text in first:
+        redactor(text)
+    redactor("password=rotates-a-generation")
+
+    # The first 4096 strings now sit in the previous generation: still cached.
+    assert redactor._previous.get(first[0]) == "token=[REDACTED]"
+    assert redactor(first[0]) == "token=[REDACTED]"
 
 
 @pytest.mark.parametrize("text", HARMLESS)

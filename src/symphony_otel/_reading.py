@@ -172,12 +172,28 @@ def split_paths(paths: Iterable[str]) -> tuple[tuple[str, ...], ...]:
     return tuple(tuple(path.split(".")) for path in paths)
 
 
+# Whether a type is a Mapping, by type: isinstance() against an abstract base
+# class costs several times a dict lookup.
+_IS_MAPPING: dict[type, bool] = {dict: True}
+
+
+def is_mapping(obj: Any) -> bool:
+    """Whether ``obj`` is a ``collections.abc.Mapping``."""
+    kind = type(obj)
+    known = _IS_MAPPING.get(kind)
+    if known is None:
+        known = isinstance(obj, Mapping)
+        if len(_IS_MAPPING) < 1024:
+            _IS_MAPPING[kind] = known
+    return known
+
+
 def get_path(obj: Any, parts: tuple[str, ...]) -> Any:
     """Return the value at ``parts`` inside ``obj``, or ``MISSING``."""
     for part in parts:
         if obj is None:
             return MISSING
-        if isinstance(obj, Mapping):
+        if is_mapping(obj):
             obj = obj.get(part, MISSING)
         else:
             try:
@@ -216,7 +232,7 @@ class EntryPlan:
     ``model_dump()`` or ``to_dict()`` is read through that method's mapping.
     """
 
-    __slots__ = ("exported", "fields")
+    __slots__ = ("exported", "fields", "fixed")
 
     def __init__(self, sample: Any, table: Mapping[str, tuple[str, ...]]) -> None:
         all_paths = {name: split_paths(dotted) for name, dotted in table.items()}
@@ -228,6 +244,7 @@ class EntryPlan:
             and export_model(sample) is not MISSING
         )
         fixed = not self.exported and _has_fixed_attributes(type(sample))
+        self.fixed = fixed
         fields = []
         for name, paths in all_paths.items():
             if fixed:
@@ -519,8 +536,20 @@ def plain_copy(value: Any, field: str, report: ValueReport, depth: int = 0) -> A
     its ``str()``.  Nesting deeper than 12 levels or containers of more than
     1000 items are cut.  Each value dropped or cut is counted as invalid.
     """
-    if value is None or type(value) is bool:
+    kind = type(value)
+    if value is None or kind is bool:
         return value
+    if kind is str:
+        return valid_text(value)
+    if kind is float and math.isfinite(value):
+        return value
+    if kind is int and value.bit_length() <= 64:
+        return value
+    if kind is dict and depth < _PLAIN_MAX_DEPTH and len(value) <= _PLAIN_MAX_ITEMS:
+        return {
+            (k if type(k) is str and k.isascii() else key_text(k)): plain_copy(v, field, report, depth + 1)
+            for k, v in value.items()
+        }
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, str):
@@ -582,9 +611,15 @@ def export_model(value: Any) -> Any:
     return MISSING
 
 
+_SPLIT_CACHE: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {}
+
+
 def read_state_value(state: Any, names: tuple[str, ...]) -> Any:
     """Return the first of the state's attributes ``names`` that is present."""
-    return first_present(state, split_paths(names))
+    paths = _SPLIT_CACHE.get(names)
+    if paths is None:
+        paths = _SPLIT_CACHE[names] = split_paths(names)
+    return first_present(state, paths)
 
 
 def items_of(container: Any, field: str, report: ValueReport) -> list[tuple[Any, Any]]:

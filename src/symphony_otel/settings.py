@@ -142,8 +142,9 @@ class RecorderSettings:
         return max(MIN_STALE_AFTER, STALE_AFTER_POLL_INTERVALS * poll_interval_ms / 1000.0)
 
 
-def _source(argument_name: str, variable: str, from_argument: bool) -> str:
-    return f"{argument_name}" if from_argument else f"{variable}"
+def _setting_name(argument_name: str, variable: str, from_argument: bool) -> str:
+    """Name the setting as the user gave it: the argument or the variable."""
+    return argument_name if from_argument else variable
 
 
 def _integer(
@@ -158,7 +159,7 @@ def _integer(
     raw: object = value if from_argument else env.get(variable, "").strip()
     if raw == "":
         return default
-    setting = _source(argument_name, variable, from_argument)
+    setting = _setting_name(argument_name, variable, from_argument)
     if isinstance(raw, bool):
         raise ValueError(f"{setting} must be an integer of at least {minimum}, got {raw!r}")
     try:
@@ -177,7 +178,7 @@ def _seconds(value: float | None, env: Mapping[str, str]) -> float | None:
     raw: object = value if from_argument else env.get(SYMPHONY_OTEL_STALE_AFTER, "").strip()
     if raw == "":
         return None
-    setting = _source("stale_after", SYMPHONY_OTEL_STALE_AFTER, from_argument)
+    setting = _setting_name("stale_after", SYMPHONY_OTEL_STALE_AFTER, from_argument)
     rule = "must be a positive number of seconds"
     if isinstance(raw, bool):
         raise ValueError(f"{setting} {rule}, got {raw!r}")
@@ -214,7 +215,7 @@ def _event_mode(value: str | None, env: Mapping[str, str]) -> EventMode:
         return "span"
     normalized = raw.strip().lower() if isinstance(raw, str) else raw
     if normalized not in ("span", "log", "both"):
-        setting = _source("event_mode", SYMPHONY_OTEL_EVENT_MODE, from_argument)
+        setting = _setting_name("event_mode", SYMPHONY_OTEL_EVENT_MODE, from_argument)
         raise ValueError(f"{setting} must be one of span, log, both; got {raw!r}")
     return normalized  # type: ignore[return-value]
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from symphony_otel import _reading
+from symphony_otel import _compiled, _reading
 from symphony_otel._reading import MISSING, ValueReport
 
 __all__ = ["RetryEntry", "RunningEntry", "SnapshotGenerator", "SystemSnapshot"]
@@ -209,6 +209,8 @@ class SnapshotGenerator:
         self.value_report = ValueReport()
         self._running_plans = _reading.PlanCache(_reading.RUNNING_PATHS)
         self._retry_plans = _reading.PlanCache(_reading.RETRY_PATHS)
+        self._running_readers: dict[type, _compiled.RowsReader | None] = {}
+        self._retry_readers: dict[type, _compiled.RowsReader | None] = {}
 
     def generate(self, state: Any) -> SystemSnapshot:
         """Generate a system snapshot from the orchestrator state.
@@ -239,18 +241,24 @@ class SnapshotGenerator:
         """
         _check_state(state)
         report = self.value_report
-        running = [
-            self._running_row(entry, key)
-            for key, entry in _reading.items_of(
+        running = self._read_rows(
+            _reading.items_of(
                 _reading.read_state_value(state, _reading.STATE_RUNNING), "running", report
-            )
-        ]
-        retrying = [
-            self._retry_row(entry, key)
-            for key, entry in _reading.items_of(
+            ),
+            self._running_readers,
+            self._running_plans,
+            _compiled.RUNNING_KINDS,
+            self._running_row,
+        )
+        retrying = self._read_rows(
+            _reading.items_of(
                 _reading.read_state_value(state, _reading.STATE_RETRYING), "retry_attempts", report
-            )
-        ]
+            ),
+            self._retry_readers,
+            self._retry_plans,
+            _compiled.RETRY_KINDS,
+            self._retry_row,
+        )
         rate_limits = _reading.read_state_value(state, _reading.STATE_RATE_LIMITS)
         return SystemSnapshot(
             running=running,
@@ -315,6 +323,29 @@ class SnapshotGenerator:
 
     def _extract_totals(self, state: Any, report: ValueReport) -> dict[str, Any]:
         return _read_totals(_reading.read_state_value(state, _reading.STATE_TOTALS), report)
+
+    def _read_rows(
+        self,
+        items: list[tuple[Any, Any]],
+        readers: dict[type, _compiled.RowsReader | None],
+        plans: _reading.PlanCache,
+        kinds: Mapping[str, str],
+        slow_row: _compiled.SlowRow,
+    ) -> list[dict[str, Any]]:
+        """Read rows through the compiled reader of the first entry's class, if it has one."""
+        if not items:
+            return []
+        sample = items[0][1]
+        cls = type(sample)
+        if cls in readers:
+            reader = readers[cls]
+        else:
+            reader = _compiled.compile_rows_reader(sample, plans.plan_for(sample), kinds, slow_row)
+            if len(readers) < 64:
+                readers[cls] = reader
+        if reader is None:
+            return [slow_row(entry, key) for key, entry in items]
+        return reader(items)
 
     def _running_row(self, entry: Any, key: Any) -> dict[str, Any]:
         return _running_row(self._running_plans.plan_for(entry).read(entry), key, self.value_report)

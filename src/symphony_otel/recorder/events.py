@@ -44,6 +44,10 @@ ATTR_TRUNCATED: Final = "symphony.snapshot.truncated"
 ATTR_DROPPED_ROWS: Final = "symphony.snapshot.dropped_rows"
 
 _LOCATION_FIELDS: Final = ("worker_host", "workspace_path")
+# A row typically encodes to 150 to 400 bytes and holds about six strings.  Past
+# the limit at this size, a payload is built row by row up to the limit.
+_TYPICAL_ROW_BYTES: Final = 256
+_STRINGS_PER_ROW: Final = 6
 _MINIMAL_PAYLOAD: Final = b"{}"
 
 
@@ -101,6 +105,10 @@ class PayloadEncoder:
     ) -> None:
         self.limit = limit
         self._redactor = redactor
+        # Scrubbed rows by their values, in two generations like the redactor's cache.
+        self._rows_current: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._rows_previous: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._rows_generation_size = 1024
         self._redact_locations = redact_locations
         self._dumps: Callable[[Any], bytes] = (
             _dumps_orjson if use_orjson and _orjson is not None else _dumps_json
@@ -108,6 +116,13 @@ class PayloadEncoder:
 
     def encode(self, snapshot: SystemSnapshot) -> Payload:
         """Build, scrub and encode the payload of ``snapshot``."""
+        rows = len(snapshot.running) + len(snapshot.retrying)
+        self._redactor.expect(rows * _STRINGS_PER_ROW)
+        self._rows_generation_size = max(1024, 2 * rows)
+        if rows * _TYPICAL_ROW_BYTES > self.limit:
+            # Far more rows than can fit: encode row by row and stop at the
+            # limit, instead of encoding (and scrubbing) rows that are dropped.
+            return self._encode_until_full(snapshot)
         payload = self.build(snapshot)
         data = self._encode(payload)
         if len(data) <= self.limit:
@@ -117,21 +132,96 @@ class PayloadEncoder:
 
     def build(self, snapshot: SystemSnapshot) -> dict[str, Any]:
         """Return the scrubbed ``to_dict()`` payload of ``snapshot``."""
-        payload = snapshot.to_dict()
-        payload["running"] = [self._scrub_row(row) for row in payload["running"]]
-        payload["retrying"] = [self._scrub_row(row) for row in payload["retrying"]]
-        if payload["rate_limits"] is not None:
-            payload["rate_limits"] = self._scrub_value(payload["rate_limits"])
+        payload = self._head(snapshot)
+        payload["running"] = self._scrubbed_rows(snapshot.running)
+        payload["retrying"] = self._scrubbed_rows(snapshot.retrying)
         return payload
 
+    def _scrubbed_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Return the scrubbed copy of each row, cached by the row's values.
+
+        Between two snapshots most rows are the same (a turn takes minutes and
+        retry entries wait), so a row is scrubbed once and its copy reused.
+        The copies are never changed after they are made.
+        """
+        if not self._redactor.active and not self._redact_locations:
+            return rows
+        current = self._rows_current
+        scrubbed_rows = []
+        for row in rows:
+            key = tuple(row.values())
+            try:
+                scrubbed = current.get(key)
+            except TypeError:  # a row built by hand with a list or dict in it
+                scrubbed_rows.append(self._scrub_row(dict(row)))
+                continue
+            if scrubbed is None:
+                scrubbed = self._rows_previous.get(key)
+                if scrubbed is None:
+                    scrubbed = self._scrub_row(dict(row))
+                if len(current) >= self._rows_generation_size:
+                    self._rows_previous = current
+                    current = self._rows_current = {}
+                current[key] = scrubbed
+            scrubbed_rows.append(scrubbed)
+        return scrubbed_rows
+
+    def _head(self, snapshot: SystemSnapshot) -> dict[str, Any]:
+        """Return the payload with empty row lists, in ``to_dict()`` order."""
+        rate_limits = snapshot.rate_limits
+        return {
+            "running": [],
+            "retrying": [],
+            "completed_count": snapshot.completed_count,
+            "codex_totals": dict(snapshot.codex_totals),
+            "rate_limits": None if rate_limits is None else self._scrub_value(rate_limits),
+            "poll_interval_ms": snapshot.poll_interval_ms,
+            "max_concurrent_agents": snapshot.max_concurrent_agents,
+            "poll_check_in_progress": snapshot.poll_check_in_progress,
+            "next_poll_due_at_ms": snapshot.next_poll_due_at_ms,
+            "generated_at": snapshot.generated_at,
+        }
+
+    def _encode_until_full(self, snapshot: SystemSnapshot) -> Payload:
+        head = self._head(snapshot)
+        # No count of dropped_rows has more digits than the number of rows.
+        widest = dict(
+            head, dropped_rows={"running": len(snapshot.running), "retrying": len(snapshot.retrying)}
+        )
+        budget = self.limit - len(self._encode(widest))
+        kept: dict[str, list[dict[str, Any]]] = {"running": [], "retrying": []}
+        used = 0
+        full = budget < 0
+        for name in ("running", "retrying"):
+            for row in getattr(snapshot, name):
+                if full:
+                    break
+                scrubbed = self._scrubbed_rows([row])[0]
+                size = len(self._encode(scrubbed)) + 1  # and a comma
+                if used + size > budget:
+                    full = True
+                    break
+                kept[name].append(scrubbed)
+                used += size
+        payload = dict(head, running=kept["running"], retrying=kept["retrying"])
+        dropped = len(snapshot.running) + len(snapshot.retrying) - len(kept["running"]) - len(kept["retrying"])
+        if dropped:
+            payload["dropped_rows"] = _dropped_rows(
+                snapshot.running, snapshot.retrying, len(kept["running"]), len(kept["retrying"])
+            )
+        data = self._encode(payload)
+        if budget < 0 or len(data) > self.limit:
+            # The rest of the payload alone is over the limit: the slow path
+            # leaves out the rate limits too, or keeps only generated_at.
+            payload = self.build(snapshot)
+            data, dropped = self._shrink(payload, len(self._encode(payload)))
+            return Payload(data.decode("utf-8"), len(data), dropped, truncated=True)
+        return Payload(data.decode("utf-8"), len(data), dropped, truncated=dropped > 0)
+
     def _scrub_row(self, row: dict[str, Any]) -> dict[str, Any]:
-        redact = self._redactor
-        if redact.active:
-            for key, value in row.items():
-                if type(value) is str:
-                    row[key] = redact(value)
-                elif value is not None and not isinstance(value, (int, float)):
-                    row[key] = self._scrub_value(value)
+        redactor = self._redactor
+        if redactor.active:
+            redactor.scrub_row(row)
         if self._redact_locations:
             for key in _LOCATION_FIELDS:
                 if key in row:
@@ -139,6 +229,7 @@ class PayloadEncoder:
         return row
 
     def _scrub_value(self, value: Any) -> Any:
+        """Copy JSON-compatible ``value`` with every string scrubbed."""
         if isinstance(value, str):
             return self._redactor(value) if self._redactor.active else value
         if isinstance(value, dict):

@@ -51,6 +51,8 @@ ATTR_ORCHESTRATOR_NAME: Final = "symphony.orchestrator.name"
 SPAN_NAME: Final = "symphony.snapshot"
 
 _ERROR_LOG_INTERVAL: Final = 60.0
+# The SDK's default cardinality limit per instrument (opentelemetry-sdk 1.45).
+SDK_CARDINALITY_LIMIT: Final = 2000
 
 
 class _Registration:
@@ -114,6 +116,12 @@ class OTelSnapshotGenerator(SnapshotGenerator):
             ``SYMPHONY_OTEL_REDACT_SECRETS``, default True.
         redaction_hook: The host's own redaction, applied to every string of
             the payload after the built-in patterns.
+        cardinality_limit: The MeterProvider's cardinality limit per
+            instrument: 2000 unless a View sets ``aggregation_cardinality_limit``.
+            The Python SDK keeps every attribute set an observable instrument
+            ever reported, so over the process's life at most
+            ``(cardinality_limit - 2) // 2`` issues get series of their own in
+            ``symphony.worker.*``; later ones share the overflow series.
 
     Raises:
         ValueError: If a setting is invalid, or if another open generator with
@@ -134,8 +142,11 @@ class OTelSnapshotGenerator(SnapshotGenerator):
         redact_locations: bool | None = None,
         redact_secrets: bool | None = None,
         redaction_hook: Callable[[str], str] | None = None,
+        cardinality_limit: int = SDK_CARDINALITY_LIMIT,
     ) -> None:
         super().__init__()
+        if isinstance(cardinality_limit, bool) or not isinstance(cardinality_limit, int) or cardinality_limit < 4:
+            raise ValueError(f"cardinality_limit must be an integer of at least 4, got {cardinality_limit!r}")
         self.settings = RecorderSettings.resolve(
             payload_limit=payload_limit,
             event_mode=event_mode,
@@ -178,6 +189,9 @@ class OTelSnapshotGenerator(SnapshotGenerator):
         self._last_error_log = float("-inf")
         self._error_lock = threading.Lock()
         self._overflow_warned = False
+        # symphony.worker.tokens reports two series per issue, plus two overflow series.
+        self._series_budget = instruments.SeriesBudget((cardinality_limit - 2) // 2)
+        self._budget_warned = False
 
         self._registration = self._claim_registration()
         try:
@@ -277,8 +291,11 @@ class OTelSnapshotGenerator(SnapshotGenerator):
         if current.is_recording():
             self._add_event(current, attributes, mode)
             return
-        with self._tracer.start_as_current_span(SPAN_NAME, kind=trace.SpanKind.INTERNAL) as span:
+        span = self._tracer.start_span(SPAN_NAME, kind=trace.SpanKind.INTERNAL)
+        try:
             self._add_event(span, attributes, mode)
+        finally:
+            span.end()
 
     def _add_event(self, span: trace.Span, attributes: dict[str, Any], mode: str) -> None:
         if mode in ("span", "both"):
@@ -390,7 +407,18 @@ class OTelSnapshotGenerator(SnapshotGenerator):
             worker_series_limit=self.settings.worker_series_limit,
             invalid_counts=self.value_report.counts(),
             counters=self._own_totals,
+            series_budget=self._series_budget,
         )
+        if self._series_budget.full and not self._budget_warned:
+            self._budget_warned = True
+            _logger.warning(
+                "%d issues have had series of their own in symphony.worker.*, the most the "
+                "MeterProvider's cardinality limit allows over the life of the process; "
+                "workers of new issues share the overflow series (otel.metric.overflow=true). "
+                "Raise the limit with a View's aggregation_cardinality_limit and pass it as "
+                "cardinality_limit.",
+                self._series_budget.capacity,
+            )
         self._pinned.context = (view, built)
         return built
 

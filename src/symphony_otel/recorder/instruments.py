@@ -8,8 +8,9 @@ instrument computes its observations from a :class:`SnapshotView`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -211,6 +212,9 @@ class CallbackContext:
         worker_series_limit: Workers with series of their own.
         invalid_counts: Invalid values by field name, for ``symphony.snapshot.invalid_values``.
         counters: The recorder's own counters (dropped rows, record errors).
+        series_budget: The identifiers allowed a series over the process's
+            life, or None for no such bound.
+        memo: Results shared by the callbacks of one collection.
     """
 
     base: Mapping[str, AttributeValue]
@@ -220,6 +224,43 @@ class CallbackContext:
     worker_series_limit: int
     invalid_counts: Mapping[str, int]
     counters: Mapping[str, float]
+    series_budget: SeriesBudget | None = None
+    memo: dict[str, Any] = field(default_factory=dict)
+
+
+class SeriesBudget:
+    """The issue identifiers that have had series of their own, bounded for life.
+
+    The OpenTelemetry Python SDK (1.45) keeps the storage of every attribute
+    set an observable instrument has reported until the process ends, and
+    folds new sets into its own overflow series past its cardinality limit
+    (2000 by default).  For gauges that series holds an arbitrary last value.
+    Identifiers past this budget therefore go to our overflow series, whose
+    values are sums, before the SDK's limit is reached.
+
+    Args:
+        identifiers: How many identifiers may ever have a series.
+    """
+
+    def __init__(self, identifiers: int) -> None:
+        self.capacity = identifiers
+        self._admitted: set[str] = set()
+        self._lock = threading.Lock()
+
+    def admit(self, identifier: str) -> bool:
+        """Whether ``identifier`` may have a series: it had one, or there is room."""
+        if identifier in self._admitted:
+            return True
+        with self._lock:
+            if len(self._admitted) < self.capacity:
+                self._admitted.add(identifier)
+                return True
+        return False
+
+    @property
+    def full(self) -> bool:
+        """Whether no new identifier can get a series any more."""
+        return len(self._admitted) >= self.capacity
 
 
 def _attrs(ctx: CallbackContext, extra: Mapping[str, AttributeValue] | None = None) -> dict[str, AttributeValue]:
@@ -330,25 +371,39 @@ def _worker_series(
 
     Rows that share an identifier share its series.
     """
+    memo = ctx.memo.get("workers")
+    if memo is not None:
+        return memo  # type: ignore[no-any-return]
     series: dict[str, tuple[int, int, int]] = {}
-    overflow: tuple[int, int, int] | None = None
+    overflow_input = overflow_output = overflow_turns = 0
     folded = 0
     limit = ctx.worker_series_limit
+    budget = ctx.series_budget
     for row in view.snapshot.running:
-        values = (row["codex_input_tokens"], row["codex_output_tokens"], row["turn_count"])
+        input_tokens, output_tokens, turns = (
+            row["codex_input_tokens"],
+            row["codex_output_tokens"],
+            row["turn_count"],
+        )
         identifier = row["identifier"]
-        if identifier in series:
-            previous = series[identifier]
-            series[identifier] = tuple(a + b for a, b in zip(previous, values))  # type: ignore[assignment]
-        elif len(series) < limit:
-            series[identifier] = values
-        elif overflow is None:
-            overflow = values
-            folded = 1
+        previous = series.get(identifier)
+        if previous is not None:
+            series[identifier] = (
+                previous[0] + input_tokens,
+                previous[1] + output_tokens,
+                previous[2] + turns,
+            )
+        elif len(series) < limit and (budget is None or budget.admit(identifier)):
+            series[identifier] = (input_tokens, output_tokens, turns)
         else:
-            overflow = tuple(a + b for a, b in zip(overflow, values))  # type: ignore[assignment]
+            overflow_input += input_tokens
+            overflow_output += output_tokens
+            overflow_turns += turns
             folded += 1
-    return series, overflow, folded
+    overflow = (overflow_input, overflow_output, overflow_turns) if folded else None
+    result = (series, overflow, folded)
+    ctx.memo["workers"] = result
+    return result
 
 
 def observe_worker_tokens(view: SnapshotView, ctx: CallbackContext) -> list[Observation]:

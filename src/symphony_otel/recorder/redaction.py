@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 __all__ = ["REDACTED", "Redactor", "SECRET_PATTERNS"]
 
@@ -21,51 +21,58 @@ _logger = logging.getLogger(__name__)
 
 REDACTED: Final = "[REDACTED]"
 
-# Each pattern matches one secret format.  Where a pattern has a group named
-# "keep", that part of the match (a key name, a URL's user) is kept.  Bearer and
+# Each pattern matches one secret format, and runs only on text that contains
+# one of its literals in lower case: most strings of a snapshot (identifiers,
+# UUIDs, paths) contain none, and a substring test costs far less than a regex.
+# Where a pattern has a group named "keep", that part of the match (a key name,
+# a URL's user) is kept.  Bearer and
 # basic credentials skip a plain lowercase word ("Basic authentication failed"),
 # which an encoded credential of eight or more characters practically never is.
-SECRET_PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
-    (name, re.compile(pattern))
-    for name, pattern in (
+SECRET_PATTERNS: Final[tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...]] = tuple(
+    (name, literals, re.compile(pattern))
+    for name, literals, pattern in (
         (
             "private key block",
+            ("private key",),
             r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END[A-Z0-9 ]*PRIVATE KEY-----|$)",
         ),
-        ("url credentials", r"(?P<keep>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(?=@)"),
+        ("url credentials", ("://",), r"(?P<keep>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(?=@)"),
         (
             "bearer credentials",
+            ("bearer",),
             r"(?P<keep>\b(?i:bearer)\s+)(?![A-Za-z][a-z]+\b)[A-Za-z0-9._~+/=-]{8,}",
         ),
         (
             "basic credentials",
+            ("basic",),
             r"(?P<keep>\b(?i:basic)\s+)(?![A-Za-z][a-z]+\b)[A-Za-z0-9+/]{8,}={0,2}",
         ),
-        ("json web token", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+"),
-        ("anthropic api key", r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
-        ("openai api key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
-        ("github token", r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})"),
-        ("gitlab token", r"\bglpat-[A-Za-z0-9_-]{20,}"),
-        ("slack token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
-        ("slack webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+"),
-        ("aws access key id", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"),
-        ("google api key", r"\bAIza[0-9A-Za-z_-]{35}"),
-        ("stripe key", r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"),
-        ("linear api key", r"\blin_(?:api|oauth)_[A-Za-z0-9]{30,}"),
-        ("hugging face token", r"\bhf_[A-Za-z0-9]{30,}"),
-        ("npm token", r"\bnpm_[A-Za-z0-9]{36}\b"),
-        ("pypi token", r"\bpypi-[A-Za-z0-9_-]{50,}"),
-        ("sendgrid key", r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"),
-        ("shopify token", r"\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b"),
-        ("honeycomb key", r"\bhc[a-z]{2}k_[A-Za-z0-9]{20,}"),
+        ("json web token", ("eyj",), r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+"),
+        ("anthropic api key", ("sk-ant-",), r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
+        ("openai api key", ("sk-",), r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
+        ("github token", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})"),
+        ("gitlab token", ("glpat-",), r"\bglpat-[A-Za-z0-9_-]{20,}"),
+        ("slack token", ("xox",), r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+        ("slack webhook", ("hooks.slack.com",), r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+"),
+        ("aws access key id", ("akia", "asia", "agpa", "aida", "aroa"), r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"),
+        ("google api key", ("aiza",), r"\bAIza[0-9A-Za-z_-]{35}"),
+        ("stripe key", ("_live_", "_test_"), r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"),
+        ("linear api key", ("lin_api_", "lin_oauth_"), r"\blin_(?:api|oauth)_[A-Za-z0-9]{30,}"),
+        ("hugging face token", ("hf_",), r"\bhf_[A-Za-z0-9]{30,}"),
+        ("npm token", ("npm_",), r"\bnpm_[A-Za-z0-9]{36}\b"),
+        ("pypi token", ("pypi-",), r"\bpypi-[A-Za-z0-9_-]{50,}"),
+        ("sendgrid key", ("sg.",), r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"),
+        ("shopify token", ("shpat_", "shpca_", "shppa_", "shpss_"), r"\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b"),
+        ("honeycomb key", ("hc",), r"\bhc[a-z]{2}k_[A-Za-z0-9]{20,}"),
         # Bot API URLs put the token right after "bot": https://api.telegram.org/bot<token>/getMe
-        ("telegram bot token", r"(?:\b|(?<=/bot))\d{8,10}:AA[A-Za-z0-9_-]{33}\b"),
-        ("azure connection key", r"(?i)(?P<keep>\b(?:AccountKey|SharedAccessKey|sig)=)[^;&\s\"']+"),
+        ("telegram bot token", (":aa",), r"(?:\b|(?<=/bot))\d{8,10}:AA[A-Za-z0-9_-]{33}\b"),
+        ("azure connection key", ("accountkey=", "sharedaccesskey=", "sig="), r"(?i)(?P<keep>\b(?:AccountKey|SharedAccessKey|sig)=)[^;&\s\"']+"),
         # A key may be quoted, also with escaped quotes as in the Elixir maps that
         # error dumps inspect twice: \"password\" => \"...\". The pattern tries "=>"
         # before "=" so that it never takes the arrow's ">" for the value.
         (
             "secret assignment",
+            ("password", "passwd", "pwd", "secret", "token", "api_key", "api-key", "apikey", "access_key", "access-key", "accesskey", "private_key", "private-key", "privatekey", "credential", "auth"),
             r"(?i)(?P<keep>\b[\w.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key"
             r"|private[_-]?key|credentials?|auth)(?:\\?[\"'])?\s*(?:=>|=|:)\s*)"
             r"(?:\\\"(?:[^\"\\]|\\[^\"])*\\\"|\"[^\"]*\"|'[^']*'|[^\s,;&}\]\"']+)",
@@ -75,7 +82,9 @@ SECRET_PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
 
 # Secrets need at least a few characters; shorter strings are returned as they are.
 _MIN_SECRET_LENGTH: Final = 8
-_CACHE_MAX: Final = 16384
+# Results are cached in two generations: when the current one fills, it becomes
+# the previous one, so the strings of the latest snapshots always stay cached.
+_MIN_GENERATION_SIZE: Final = 4096
 
 
 def _replace(match: re.Match[str]) -> str:
@@ -87,7 +96,9 @@ class Redactor:
     """Scrubs secrets from strings, then applies the host's redaction hook.
 
     Snapshots repeat most of their strings (identifiers, paths, errors of the
-    retry queue), so results are cached; the cache is cleared when it fills.
+    retry queue), so results are cached.  The cache keeps two generations of at
+    least twice the strings of one payload (see :meth:`expect`), so the working
+    set of the latest snapshots never falls out of it.
 
     Args:
         hook: The host's own redaction, called with each string after the
@@ -100,7 +111,9 @@ class Redactor:
     def __init__(self, hook: Callable[[str], str] | None = None, *, scrub_secrets: bool = True) -> None:
         self._hook = hook
         self._scrub = scrub_secrets
-        self._cache: dict[str, str] = {}
+        self._current: dict[str, str] = {}
+        self._previous: dict[str, str] = {}
+        self._generation_size = _MIN_GENERATION_SIZE
         self._hook_failed = False
         self._lock = threading.Lock()
 
@@ -109,22 +122,43 @@ class Redactor:
         """Whether this redactor changes anything at all."""
         return self._scrub or self._hook is not None
 
+    def expect(self, strings: int) -> None:
+        """Size the cache for payloads of about ``strings`` strings."""
+        self._generation_size = max(_MIN_GENERATION_SIZE, 2 * strings)
+
     def __call__(self, text: str) -> str:
         """Return ``text`` with its secrets replaced."""
-        cached = self._cache.get(text)
+        cached = self._current.get(text)
         if cached is not None:
             return cached
-        result = self._redact(text)
-        if len(self._cache) >= _CACHE_MAX:
-            self._cache.clear()
-        self._cache[text] = result
-        return result
+        cached = self._previous.get(text)
+        if cached is None:
+            cached = self._redact(text)
+        if len(self._current) >= self._generation_size:
+            self._previous = self._current
+            self._current = {}
+        self._current[text] = cached
+        return cached
+
+    def scrub_row(self, row: dict[str, Any]) -> None:
+        """Replace every string value of ``row`` by its scrubbed text, in place."""
+        current_get = self._current.get
+        for key, value in row.items():
+            if type(value) is str:
+                scrubbed = current_get(value)
+                if scrubbed is None:
+                    scrubbed = self(value)
+                    current_get = self._current.get  # a new generation may have started
+                if scrubbed is not value:
+                    row[key] = scrubbed
 
     def _redact(self, text: str) -> str:
         result = text
         if self._scrub and len(text) >= _MIN_SECRET_LENGTH:
-            for _name, pattern in SECRET_PATTERNS:
-                result = pattern.sub(_replace, result)
+            lowered = text.lower()
+            for _name, literals, pattern in SECRET_PATTERNS:
+                if any(literal in lowered for literal in literals):
+                    result = pattern.sub(_replace, result)
         if self._hook is not None:
             try:
                 hooked = self._hook(result)

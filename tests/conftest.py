@@ -1,8 +1,7 @@
 """Shared test fixtures: the location of the recorded orchestrator outputs, and Hypothesis profiles.
 
-The recorded outputs (``symphony-elixir/`` and ``code-factory/``) live in a
-``shared/fixtures`` folder beside the repository checkout, not inside it. Set
-``SYMPHONY_OTEL_FIXTURES`` to use another folder.
+The recorded outputs (``symphony-elixir/`` and ``code-factory/``) live in
+``tests/fixtures``.  Set ``SYMPHONY_OTEL_FIXTURES`` to use another folder.
 
 Hypothesis runs the ``suite`` profile (300 examples per test) unless
 ``HYPOTHESIS_PROFILE`` names another registered profile, such as ``thorough``.
@@ -20,7 +19,7 @@ from hypothesis import HealthCheck, settings
 
 FIXTURES_ENV = "SYMPHONY_OTEL_FIXTURES"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_FIXTURES_DIR = REPO_ROOT.parent / "shared" / "fixtures"
+DEFAULT_FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures"
 FIXTURE_SUBDIRS = ("symphony-elixir", "code-factory")
 
 settings.register_profile(
@@ -34,7 +33,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 
 def locate_fixtures() -> Path:
-    """Return the fixtures folder, from ``SYMPHONY_OTEL_FIXTURES`` or beside the checkout.
+    """Return the fixtures folder, from ``SYMPHONY_OTEL_FIXTURES`` or ``tests/fixtures``.
 
     Raises:
         FileNotFoundError: If the folder or one of its subfolders is missing.
@@ -44,8 +43,8 @@ def locate_fixtures() -> Path:
     missing = [name for name in FIXTURE_SUBDIRS if not (folder / name).is_dir()]
     if missing:
         raise FileNotFoundError(
-            f"test fixtures not found: {folder} lacks {', '.join(missing)}. Put the "
-            f"shared/fixtures folder beside the repository checkout, or set {FIXTURES_ENV} "
+            f"test fixtures not found: {folder} lacks {', '.join(missing)}. Restore "
+            f"tests/fixtures from the repository, or set {FIXTURES_ENV} "
             "to a folder that holds symphony-elixir/ and code-factory/."
         )
     return folder

@@ -50,9 +50,9 @@ ELIXIR_STATE_FIXTURES = (
 
 
 def fixtures_dir() -> Path:
-    """Return the recorded-outputs folder: ``SYMPHONY_OTEL_FIXTURES``, else ``shared/fixtures`` beside the checkout."""
+    """Return the recorded-outputs folder: ``SYMPHONY_OTEL_FIXTURES``, else ``tests/fixtures``."""
     override = os.environ.get(FIXTURES_ENV)
-    return Path(override) if override else REPO_ROOT.parent / "shared" / "fixtures"
+    return Path(override) if override else REPO_ROOT / "tests" / "fixtures"
 
 
 def load_body(name: str) -> dict[str, Any]:

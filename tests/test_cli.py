@@ -6,6 +6,7 @@ import datetime as dt
 import http.server
 import io
 import json
+import logging
 import socket
 import threading
 from collections.abc import Iterator
@@ -493,3 +494,21 @@ def test_status_line_shows_limit_when_known(fixtures_dir: Path, load_fixture: An
     line = status_line(read_state_body(body), "files", now=dt.datetime(2026, 1, 1, 8, 0, 0))
 
     assert line == "08:00:00 running 3/5, retrying 0, completed 0, tokens 7,500 -> files"
+
+
+def test_watch_summary_warns_when_never_connected(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again before watch runs: refused
+
+    with caplog.at_level(logging.INFO):
+        code = main(
+            ["watch", f"http://127.0.0.1:{port}", "--interval", "0.2", "--duration", "1",
+             "--output-dir", str(tmp_path), "-q"]
+        )
+
+    assert code == 0
+    summaries = [r for r in caplog.records if r.getMessage().startswith("Scraped ")]
+    assert len(summaries) == 1
+    assert summaries[0].levelno == logging.WARNING
+    assert ": 0 succeeded," in summaries[0].getMessage()

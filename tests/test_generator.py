@@ -889,3 +889,17 @@ def test_lifetime_budget_keeps_sdk_overflow_away() -> None:
 def test_lifetime_budget_rejects_tiny_limit() -> None:
     with pytest.raises(ValueError, match="cardinality_limit must be an integer of at least 4, got 3"):
         OTelSnapshotGenerator(meter_provider=MeterProvider(), cardinality_limit=3)
+
+
+def test_redacted_dict_scrubs_a_copy(telemetry: Telemetry) -> None:
+    generator = telemetry.generator()
+    secret = "ghp_abcdefghijklmnopqrstuvwxyz0123456789AB"
+    snap = snapshot(retrying=[{"issue_id": "id-1", "identifier": "ENG-1", "attempt": 1, "error": f"push failed: {secret}"}])
+
+    redacted = generator.redacted_dict(snap)
+    redacted["retrying"][0]["attempt"] = 99
+
+    assert redacted["retrying"][0]["error"] == "push failed: [REDACTED]"
+    assert snap.retrying[0]["error"] == f"push failed: {secret}"
+    assert generator.redacted_dict(snap)["retrying"][0]["attempt"] == 1
+    assert list(redacted) == list(snap.to_dict())

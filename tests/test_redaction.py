@@ -477,3 +477,19 @@ def test_generator_redact_locations_nulls_payload() -> None:
     assert [row["worker_host"] for row in payload["running"] + payload["retrying"]] == [None] * 6
     assert "/srv/symphony" not in event.attributes["symphony.snapshot.json"]
     generator.close()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "boom api_key=sk-abcdefghijklmnopqrstuvwxyz123456",
+        "password=sk-abcdefghijklmnopqrstuvwxyz123456 then",
+        "token: ghp_abcdefghijklmnopqrstuvwxyz0123456789AB",
+        'secret="AKIAABCDEFGHIJKLMNOP"',
+    ],
+)
+def test_assignment_of_known_key_redacted_once(text: str) -> None:
+    scrubbed = Redactor()(text)
+
+    assert scrubbed.count(REDACTED) == 1
+    assert "]]" not in scrubbed

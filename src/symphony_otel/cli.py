@@ -463,13 +463,26 @@ def _watch(args: argparse.Namespace) -> int:
     )
     _logger.info("Watching %s; telemetry goes to %s. Stop with Ctrl-C.", bridge.display_url, pipeline.description)
 
+    scrapes = {"ok": 0, "failed": 0}
+
     def show(result: ScrapeResult) -> None:
+        if not result.stopped:
+            scrapes["ok" if result.snapshot is not None else "failed"] += 1
         if result.snapshot is not None and not args.quiet:
             _print_status(result.snapshot, pipeline.description)
 
     stop = threading.Event()
     with _stop_on_signals(stop), _stop_after(stop, args.duration):
         bridge.run(stop, on_result=show)
+        level = logging.WARNING if scrapes["failed"] and not scrapes["ok"] else logging.INFO
+        _logger.log(
+            level,
+            "Scraped %s %d times: %d succeeded, %d failed.",
+            bridge.display_url,
+            scrapes["ok"] + scrapes["failed"],
+            scrapes["ok"],
+            scrapes["failed"],
+        )
         _stop_telemetry(pipeline, generator, args.shutdown_timeout)
     return EXIT_OK
 
@@ -520,7 +533,8 @@ def _snapshot(args: argparse.Namespace) -> int:
     pipeline, generator = started
     snapshot = read_state_body(data, report=generator.value_report)
     generator.record(snapshot)
-    json.dump(snapshot.to_dict(), sys.stdout, indent=2, ensure_ascii=False)
+    # Scrubbed like the exported payload: stdout often ends up in a log.
+    json.dump(generator.redacted_dict(snapshot), sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
     sys.stdout.flush()
     _logger.info(

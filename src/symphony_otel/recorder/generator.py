@@ -232,6 +232,17 @@ class OTelSnapshotGenerator(SnapshotGenerator):
             self._own_totals = self._own.add("record_errors", 1)
             self._log_record_error(exc)
 
+    def redacted_dict(self, snapshot: SystemSnapshot) -> dict[str, Any]:
+        """Return ``snapshot.to_dict()`` scrubbed as the event payload is, with no size limit.
+
+        ``to_dict()`` itself is the host's own data and is never scrubbed; use
+        this for output that leaves the process another way, such as a log.
+        """
+        payload = self._encoder.build(snapshot)
+        payload["running"] = [dict(row) for row in payload["running"]]
+        payload["retrying"] = [dict(row) for row in payload["retrying"]]
+        return payload
+
     def close(self) -> None:
         """Stop reporting and free this generator's place on its MeterProvider.
 

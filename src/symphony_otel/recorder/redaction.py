@@ -75,7 +75,8 @@ SECRET_PATTERNS: Final[tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...]]
             ("password", "passwd", "pwd", "secret", "token", "api_key", "api-key", "apikey", "access_key", "access-key", "accesskey", "private_key", "private-key", "privatekey", "credential", "auth"),
             r"(?i)(?P<keep>\b[\w.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key"
             r"|private[_-]?key|credentials?|auth)(?:\\?[\"'])?\s*(?:=>|=|:)\s*)"
-            r"(?:\\\"(?:[^\"\\]|\\[^\"])*\\\"|\"[^\"]*\"|'[^']*'|[^\s,;&}\]\"']+)",
+            # A value that an earlier pattern already replaced stays as it is.
+            r"(?!\[REDACTED\])(?:\\\"(?:[^\"\\]|\\[^\"])*\\\"|\"[^\"]*\"|'[^']*'|[^\s,;&}\]\"']+)",
         ),
     )
 )

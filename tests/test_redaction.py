@@ -99,6 +99,20 @@ SAMPLES = [
         " revoked",
     ),
     sample("gitlab token", "PRIVATE-TOKEN ", "glpat-1LlqsajAIxNKu8iS2G8N", " unauthorized"),
+    sample(
+        "digitalocean token",
+        "doctl auth init -t ",
+        "dop_v1_4f1b6c2e9a8d7f3b5c0e1a2d9f8b7c6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a",
+        " failed",
+    ),
+    sample("databricks token", "DATABRICKS_HOST set, token ", "dapi3f9c2b7a1e8d4c6f0b9a2e7d1c5f8b3a", " expired"),
+    sample(
+        "command-line user and password",
+        "curl -u deploy:",
+        "Tr0ub4dor-and-3",
+        " https://ci.example.com/api/builds",
+    ),
+    sample("command-line user and password", "curl --user=alice:", "s3cret-Pa55", " http://127.0.0.1:8080"),
     sample("slack token", "slack client ", "xoxb-2145678901-6234567890123-qzjI6GKFSufrdZSlB5er8bOf", " not_authed"),
     sample(
         "slack webhook",

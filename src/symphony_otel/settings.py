@@ -139,7 +139,10 @@ class RecorderSettings:
         """Return the staleness threshold in seconds for a poll interval."""
         if self.stale_after is not None:
             return self.stale_after
-        return max(MIN_STALE_AFTER, STALE_AFTER_POLL_INTERVALS * poll_interval_ms / 1000.0)
+        # A poll interval past a million years is a corrupt value, and a much
+        # larger int would not even convert to float.
+        interval_ms = min(poll_interval_ms, 10**16)
+        return max(MIN_STALE_AFTER, STALE_AFTER_POLL_INTERVALS * interval_ms / 1000.0)
 
 
 def _setting_name(argument_name: str, variable: str, from_argument: bool) -> str:

@@ -48,6 +48,7 @@ _LOCATION_FIELDS: Final = ("worker_host", "workspace_path")
 # the limit at this size, a payload is built row by row up to the limit.
 _TYPICAL_ROW_BYTES: Final = 256
 _STRINGS_PER_ROW: Final = 6
+_MAX_DEPTH: Final = 16
 _MINIMAL_PAYLOAD: Final = b"{}"
 
 
@@ -228,14 +229,25 @@ class PayloadEncoder:
                     row[key] = None
         return row
 
-    def _scrub_value(self, value: Any) -> Any:
-        """Copy JSON-compatible ``value`` with every string scrubbed."""
+    def redact(self, text: str) -> str:
+        """Return ``text`` scrubbed as the strings of the payload are."""
+        return self._redactor(text) if self._redactor.active else text
+
+    def _scrub_value(self, value: Any, depth: int = 0) -> Any:
+        """Copy JSON-compatible ``value`` with every string scrubbed.
+
+        Levels past the 16th become null: snapshots from ``generate`` nest at
+        most 12, but one built by hand may nest deeper than the JSON encoders
+        and the Python stack allow.
+        """
         if isinstance(value, str):
-            return self._redactor(value) if self._redactor.active else value
+            return self.redact(value)
+        if depth >= _MAX_DEPTH:
+            return None if isinstance(value, (dict, list, tuple)) else value
         if isinstance(value, dict):
-            return {self._scrub_value(k): self._scrub_value(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._scrub_value(item) for item in value]
+            return {self._scrub_value(k, depth + 1): self._scrub_value(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._scrub_value(item, depth + 1) for item in value]
         return value
 
     def _encode(self, payload: dict[str, Any]) -> bytes:

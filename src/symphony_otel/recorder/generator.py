@@ -19,6 +19,7 @@ read on the metric reader's thread.  Export happens on the SDK's own threads.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -185,6 +186,8 @@ class OTelSnapshotGenerator(SnapshotGenerator):
         # Held while the totals advance and the view is swapped in, so that the
         # latest view always carries the highest totals.
         self._record_lock = threading.Lock()
+        self._tickets = itertools.count(1)
+        self._latest_ticket = 0
         self._pinned = threading.local()
         self._last_error_log = float("-inf")
         self._error_lock = threading.Lock()
@@ -215,8 +218,11 @@ class OTelSnapshotGenerator(SnapshotGenerator):
                 attributes.  Nothing else is raised: recording failures are
                 counted and logged.
         """
+        # The ticket is taken before the state is read, so that of two threads
+        # the one that read the state later also wins in the recorded view.
+        ticket = next(self._tickets)
         snapshot = super().generate(state)
-        self.record(snapshot)
+        self._record_safely(snapshot, ticket)
         return snapshot
 
     def record(self, snapshot: SystemSnapshot) -> None:
@@ -224,10 +230,13 @@ class OTelSnapshotGenerator(SnapshotGenerator):
 
         Never raises.
         """
+        self._record_safely(snapshot, next(self._tickets))
+
+    def _record_safely(self, snapshot: SystemSnapshot, ticket: int) -> None:
         if self._closed:
             return
         try:
-            self._record(snapshot)
+            self._record(snapshot, ticket)
         except Exception as exc:  # never break the host over its observability
             self._own_totals = self._own.add("record_errors", 1)
             self._log_record_error(exc)
@@ -263,7 +272,7 @@ class OTelSnapshotGenerator(SnapshotGenerator):
 
     # --- Recording -------------------------------------------------------------
 
-    def _record(self, snapshot: SystemSnapshot) -> None:
+    def _record(self, snapshot: SystemSnapshot, ticket: int) -> None:
         totals = snapshot.codex_totals
         growth = {
             "input_tokens": totals.get("input_tokens", 0),
@@ -271,16 +280,21 @@ class OTelSnapshotGenerator(SnapshotGenerator):
             "seconds_running": totals.get("seconds_running", 0),
             "completed": snapshot.completed_count,
         }
-        rate_limits = parse_rate_limits(snapshot.rate_limits, time.time())
+        rate_limits = parse_rate_limits(snapshot.rate_limits, time.time()).redacted(self._encoder.redact)
         stale_after = self.settings.stale_after_for(snapshot.poll_interval_ms)
         with self._record_lock:
-            self._view = SnapshotView(
-                snapshot=snapshot,
-                recorded_at=time.monotonic(),
-                stale_after=stale_after,
-                rate_limits=rate_limits,
-                totals=self._totals.advance(growth),
-            )
+            # A snapshot read before the one recorded last is older: its event
+            # is still sent, but it must not take the view back in time, nor
+            # look like a restart to the counters.
+            if ticket > self._latest_ticket:
+                self._latest_ticket = ticket
+                self._view = SnapshotView(
+                    snapshot=snapshot,
+                    recorded_at=time.monotonic(),
+                    stale_after=stale_after,
+                    rate_limits=rate_limits,
+                    totals=self._totals.advance(growth),
+                )
         if len(snapshot.running) > self.settings.worker_series_limit and not self._overflow_warned:
             self._overflow_warned = True
             _logger.warning(
@@ -419,6 +433,7 @@ class OTelSnapshotGenerator(SnapshotGenerator):
             invalid_counts=self.value_report.counts(),
             counters=self._own_totals,
             series_budget=self._series_budget,
+            redact=self._encoder.redact,
         )
         if self._series_budget.full and not self._budget_warned:
             self._budget_warned = True

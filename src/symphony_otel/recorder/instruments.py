@@ -214,6 +214,7 @@ class CallbackContext:
         counters: The recorder's own counters (dropped rows, record errors).
         series_budget: The identifiers allowed a series over the process's
             life, or None for no such bound.
+        redact: Scrubs the issue identifiers before they become attributes.
         memo: Results shared by the callbacks of one collection.
     """
 
@@ -225,6 +226,7 @@ class CallbackContext:
     invalid_counts: Mapping[str, int]
     counters: Mapping[str, float]
     series_budget: SeriesBudget | None = None
+    redact: Callable[[str], str] | None = None
     memo: dict[str, Any] = field(default_factory=dict)
 
 
@@ -279,11 +281,14 @@ _INT64_MAX = 2**63 - 1
 
 
 def _int64(value: float) -> float:
-    # OTLP carries integer points as int64, and one larger integer makes the
-    # exporter reject the whole batch, so counts from the host are capped.
-    if isinstance(value, int) and value > _INT64_MAX:
-        return _INT64_MAX
-    return value
+    # OTLP carries integer points as int64, and one integer outside it makes
+    # the exporter reject the whole batch, so counts are kept within 0..int64.
+    # Snapshots from generate() are valid already; one built by hand may not be.
+    if isinstance(value, int):
+        return min(max(value, 0), _INT64_MAX)
+    if isinstance(value, float) and value >= 0 and value != float("inf"):
+        return value
+    return 0
 
 
 def observe_workers_running(view: SnapshotView, ctx: CallbackContext) -> list[Observation]:
@@ -294,7 +299,7 @@ def observe_workers_running(view: SnapshotView, ctx: CallbackContext) -> list[Ob
 def observe_workers_limit(view: SnapshotView, ctx: CallbackContext) -> list[Observation]:
     """symphony.workers.limit (nothing while the limit is unknown)"""
     limit = view.snapshot.max_concurrent_agents
-    return _level(limit, ctx) if limit > 0 else []
+    return _level(_int64(limit), ctx) if limit > 0 else []
 
 
 def observe_workers_overflow(view: SnapshotView, ctx: CallbackContext) -> list[Observation]:
@@ -313,7 +318,7 @@ def observe_retry_queue_size(view: SnapshotView, ctx: CallbackContext) -> list[O
 def observe_poll_interval(view: SnapshotView, ctx: CallbackContext) -> list[Observation]:
     """symphony.poll.interval in seconds (nothing while the interval is unknown)"""
     interval_ms = view.snapshot.poll_interval_ms
-    return _level(interval_ms / 1000.0, ctx) if interval_ms > 0 else []
+    return _level(_int64(interval_ms) / 1000.0, ctx) if interval_ms > 0 else []
 
 
 def observe_poll_in_progress(view: SnapshotView, ctx: CallbackContext) -> list[Observation]:
@@ -379,6 +384,7 @@ def _worker_series(
     folded = 0
     limit = ctx.worker_series_limit
     budget = ctx.series_budget
+    redact = ctx.redact
     for row in view.snapshot.running:
         input_tokens, output_tokens, turns = (
             row["codex_input_tokens"],
@@ -386,6 +392,8 @@ def _worker_series(
             row["turn_count"],
         )
         identifier = row["identifier"]
+        if redact is not None:
+            identifier = redact(identifier)
         previous = series.get(identifier)
         if previous is not None:
             series[identifier] = (

@@ -66,6 +66,13 @@ SECRET_PATTERNS: Final[tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...]]
         ("honeycomb key", ("hc",), r"\bhc[a-z]{2}k_[A-Za-z0-9]{20,}"),
         # Bot API URLs put the token right after "bot": https://api.telegram.org/bot<token>/getMe
         ("telegram bot token", (":aa",), r"(?:\b|(?<=/bot))\d{8,10}:AA[A-Za-z0-9_-]{33}\b"),
+        ("digitalocean token", ("_v1_",), r"\bdo[opr]_v1_[a-f0-9]{64}\b"),
+        ("databricks token", ("dapi",), r"\bdapi[a-f0-9]{32}(?:-\d+)?\b"),
+        (
+            "command-line user and password",
+            ("-u", "--user"),
+            r"(?P<keep>(?:^|\s)(?:-u|--user)(?:\s+|=)[^\s:@/]+:)[^\s@]+",
+        ),
         ("azure connection key", ("accountkey=", "sharedaccesskey=", "sig="), r"(?i)(?P<keep>\b(?:AccountKey|SharedAccessKey|sig)=)[^;&\s\"']+"),
         # A key may be quoted, also with escaped quotes as in the Elixir maps that
         # error dumps inspect twice: \"password\" => \"...\". The pattern tries "=>"

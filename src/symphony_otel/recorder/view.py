@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -69,6 +69,21 @@ class RateLimits:
 
     windows: tuple[RateLimitWindow, ...] = ()
     credits: tuple[tuple[str, float], ...] = ()
+
+    def redacted(self, redact: Callable[[str], str]) -> RateLimits:
+        """Return these readings with the limit ids and window names scrubbed.
+
+        They become metric attributes, which leave the process like the payload.
+        """
+        if not self.windows and not self.credits:
+            return self
+        return RateLimits(
+            tuple(
+                RateLimitWindow(redact(w.limit_id), redact(w.window), w.utilization, w.resets_at)
+                for w in self.windows
+            ),
+            tuple((redact(limit_id), balance) for limit_id, balance in self.credits),
+        )
 
 
 def parse_rate_limits(payload: Mapping[str, Any] | None, now: float) -> RateLimits:
@@ -164,6 +179,10 @@ class MonotonicTotals:
         """Add the growth since the previous values and return the totals."""
         with self._lock:
             for name, value in values.items():
+                # Only a snapshot built by hand can hold a negative or
+                # non-finite total; it counts as zero.
+                if not (isinstance(value, int) or math.isfinite(value)) or value < 0:
+                    value = 0
                 previous = self._previous.get(name)
                 if previous is None:
                     self._totals[name] = value

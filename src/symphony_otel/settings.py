@@ -141,7 +141,7 @@ class RecorderSettings:
             return self.stale_after
         # A poll interval past a million years is a corrupt value, and a much
         # larger int would not even convert to float.
-        interval_ms = min(poll_interval_ms, 10**16)
+        interval_ms = min(max(poll_interval_ms, 0), 10**16)
         return max(MIN_STALE_AFTER, STALE_AFTER_POLL_INTERVALS * interval_ms / 1000.0)
 
 

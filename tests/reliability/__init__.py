@@ -1,0 +1,1 @@
+"""Reliability tests: outages, bounded shutdown, bad input, threads, secrets and fork."""

@@ -270,13 +270,13 @@ def test_pattern_literal_in_every_match(entry: Sample) -> None:
 
 def test_redactor_cache_keeps_two_generations() -> None:
     redactor = Redactor()
-    redactor.expect(10)  # the floor of 4096 strings per generation applies
-    first = [f"token={index:08d}" for index in range(4096)]
+    redactor.expect(10)  # the floor of 512 strings per generation applies
+    first = [f"token={index:08d}" for index in range(512)]
     for text in first:
         redactor(text)
     redactor("password=rotates-a-generation")
 
-    # The first 4096 strings now sit in the previous generation: still cached.
+    # The first 512 strings now sit in the previous generation: still cached.
     assert redactor._previous.get(first[0]) == "token=[REDACTED]"
     assert redactor(first[0]) == "token=[REDACTED]"
 

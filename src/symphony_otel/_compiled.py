@@ -54,15 +54,23 @@ RETRY_KINDS: Final[Mapping[str, str]] = {
 }
 
 # Formatted start times by the identity of their datetime.  Each value keeps its
-# datetime alive, so an id is never reused while its entry is here.
+# datetime alive, so an id is never reused while its entry is here.  The cache
+# is emptied when it holds twice the rows of the latest snapshot (and at least
+# 256), so the datetimes of finished workers do not pile up.
 _TIME_BY_ID: dict[int, tuple[_dt.datetime, str]] = {}
-_TIME_BY_ID_MAX: Final = 16384
+_time_cache_limit = 256
+
+
+def size_time_cache(rows: int) -> None:
+    """Size the start-time cache for snapshots of about ``rows`` rows."""
+    global _time_cache_limit
+    _time_cache_limit = max(256, 2 * rows)
 
 
 def _utc_text(value: _dt.datetime) -> str | None:
     text = _reading.format_datetime(value)
     if text is not None:
-        if len(_TIME_BY_ID) >= _TIME_BY_ID_MAX:
+        if len(_TIME_BY_ID) >= _time_cache_limit:
             _TIME_BY_ID.clear()
         _TIME_BY_ID[id(value)] = (value, text)
     return text

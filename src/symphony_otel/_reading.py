@@ -461,7 +461,7 @@ def iso_utc_text(moment: _dt.datetime) -> str:
 # DST fall-back where one wall time is two instants, so the UTC offset is part
 # of the key.  Naive and aware datetimes never compare equal.
 _ISO_CACHE: dict[tuple[_dt.datetime, _dt.timedelta | None], str] = {}
-_ISO_CACHE_MAX: Final = 4096
+_ISO_CACHE_MAX: Final = 1024
 
 
 def _format_utc(value: _dt.datetime) -> str | None:

@@ -335,6 +335,8 @@ class SnapshotGenerator:
         """Read rows through the compiled reader of the first entry's class, if it has one."""
         if not items:
             return []
+        if kinds is _compiled.RUNNING_KINDS:
+            _compiled.size_time_cache(len(items))
         sample = items[0][1]
         cls = type(sample)
         if cls in readers:

@@ -49,6 +49,9 @@ _LOCATION_FIELDS: Final = ("worker_host", "workspace_path")
 _TYPICAL_ROW_BYTES: Final = 256
 _STRINGS_PER_ROW: Final = 6
 _MAX_DEPTH: Final = 16
+# Running rows change with every turn, so the row cache is kept small: twice
+# the rows of the latest snapshot, and at least this many.
+_MIN_ROWS_GENERATION: Final = 64
 _MINIMAL_PAYLOAD: Final = b"{}"
 
 
@@ -109,7 +112,7 @@ class PayloadEncoder:
         # Scrubbed rows by their values, in two generations like the redactor's cache.
         self._rows_current: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._rows_previous: dict[tuple[Any, ...], dict[str, Any]] = {}
-        self._rows_generation_size = 1024
+        self._rows_generation_size = _MIN_ROWS_GENERATION
         self._redact_locations = redact_locations
         self._dumps: Callable[[Any], bytes] = (
             _dumps_orjson if use_orjson and _orjson is not None else _dumps_json
@@ -119,7 +122,7 @@ class PayloadEncoder:
         """Build, scrub and encode the payload of ``snapshot``."""
         rows = len(snapshot.running) + len(snapshot.retrying)
         self._redactor.expect(rows * _STRINGS_PER_ROW)
-        self._rows_generation_size = max(1024, 2 * rows)
+        self._rows_generation_size = max(_MIN_ROWS_GENERATION, 2 * rows)
         if rows * _TYPICAL_ROW_BYTES > self.limit:
             # Far more rows than can fit: encode row by row and stop at the
             # limit, instead of encoding (and scrubbing) rows that are dropped.

@@ -92,7 +92,7 @@ SECRET_PATTERNS: Final[tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...]]
 _MIN_SECRET_LENGTH: Final = 8
 # Results are cached in two generations: when the current one fills, it becomes
 # the previous one, so the strings of the latest snapshots always stay cached.
-_MIN_GENERATION_SIZE: Final = 4096
+_MIN_GENERATION_SIZE: Final = 512
 
 
 def _replace(match: re.Match[str]) -> str:

@@ -26,7 +26,7 @@ __all__ = ["RowsReader", "compile_rows_reader"]
 RowsReader = Callable[[list[tuple[Any, Any]]], list[dict[str, Any]]]
 SlowRow = Callable[[Any, Any], dict[str, Any]]
 
-# How each field of a row is checked and converted on the fast path.
+# The check and conversion of each field of a row on the fast path.
 _TEXT, _OPTIONAL_TEXT, _COUNT, _TIME = "text", "optional text", "count", "time"
 
 RUNNING_KINDS: Final[Mapping[str, str]] = {
@@ -55,7 +55,7 @@ RETRY_KINDS: Final[Mapping[str, str]] = {
 
 # Formatted start times by the identity of their datetime.  Each value keeps its
 # datetime alive, so an id is never reused while its entry is here.  The cache
-# is emptied when it holds twice the rows of the latest snapshot (and at least
+# is emptied when it contains twice the rows of the latest snapshot (and at least
 # 256), so the datetimes of finished workers do not pile up.
 _TIME_BY_ID: dict[int, tuple[_dt.datetime, str]] = {}
 _time_cache_limit = 256

@@ -44,7 +44,7 @@ ATTR_TRUNCATED: Final = "symphony.snapshot.truncated"
 ATTR_DROPPED_ROWS: Final = "symphony.snapshot.dropped_rows"
 
 _LOCATION_FIELDS: Final = ("worker_host", "workspace_path")
-# A row typically encodes to 150 to 400 bytes and holds about six strings.  Past
+# A row typically encodes to 150 to 400 bytes and contains about six strings.  Past
 # the limit at this size, a payload is built row by row up to the limit.
 _TYPICAL_ROW_BYTES: Final = 256
 _STRINGS_PER_ROW: Final = 6
@@ -193,6 +193,7 @@ class PayloadEncoder:
             head, dropped_rows={"running": len(snapshot.running), "retrying": len(snapshot.retrying)}
         )
         budget = self.limit - len(self._encode(widest))
+
         kept: dict[str, list[dict[str, Any]]] = {"running": [], "retrying": []}
         used = 0
         full = budget < 0
@@ -207,6 +208,7 @@ class PayloadEncoder:
                     break
                 kept[name].append(scrubbed)
                 used += size
+
         payload = dict(head, running=kept["running"], retrying=kept["retrying"])
         dropped = len(snapshot.running) + len(snapshot.retrying) - len(kept["running"]) - len(kept["retrying"])
         if dropped:

@@ -11,48 +11,24 @@ from pathlib import Path
 
 import pytest
 from opentelemetry._logs import SeverityNumber
-from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
-from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
-from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogExporter
-from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from tests.support.exporters import log_exporter, metric_exporter, span_exporter
 from tests.support.otlp_receiver import OtlpReceiver, OtlpReceiverError
 
 pytestmark = pytest.mark.e2e
 
 PROTOCOLS = ["grpc", "http/protobuf"]
-EXPORT_TIMEOUT_S = 5
 SCOPE = "receiver.self_test"
-
-
-def span_exporter(receiver: OtlpReceiver, protocol: str) -> SpanExporter:
-    if protocol == "grpc":
-        return GrpcSpanExporter(endpoint=receiver.grpc_endpoint, insecure=True, timeout=EXPORT_TIMEOUT_S)
-    return HttpSpanExporter(endpoint=f"{receiver.http_endpoint}/v1/traces", timeout=EXPORT_TIMEOUT_S)
-
-
-def metric_exporter(receiver: OtlpReceiver, protocol: str) -> MetricExporter:
-    if protocol == "grpc":
-        return GrpcMetricExporter(endpoint=receiver.grpc_endpoint, insecure=True, timeout=EXPORT_TIMEOUT_S)
-    return HttpMetricExporter(endpoint=f"{receiver.http_endpoint}/v1/metrics", timeout=EXPORT_TIMEOUT_S)
-
-
-def log_exporter(receiver: OtlpReceiver, protocol: str) -> LogRecordExporter:
-    if protocol == "grpc":
-        return GrpcLogExporter(endpoint=receiver.grpc_endpoint, insecure=True, timeout=EXPORT_TIMEOUT_S)
-    return HttpLogExporter(endpoint=f"{receiver.http_endpoint}/v1/logs", timeout=EXPORT_TIMEOUT_S)
 
 
 @contextmanager

@@ -10,37 +10,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
-    OTLPLogExporter as GrpcLogExporter,
-)
-from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-    OTLPMetricExporter as GrpcMetricExporter,
-)
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-    OTLPSpanExporter as GrpcSpanExporter,
-)
-from opentelemetry.exporter.otlp.proto.http._log_exporter import (
-    OTLPLogExporter as HttpLogExporter,
-)
-from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-    OTLPMetricExporter as HttpMetricExporter,
-)
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-    OTLPSpanExporter as HttpSpanExporter,
-)
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import (
-    MetricExporter,
-    PeriodicExportingMetricReader,
-)
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
-    SpanExporter,
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -48,12 +26,12 @@ from symphony_otel import OTelSnapshotGenerator
 from symphony_otel.recorder import generator as generator_module
 from symphony_otel.recorder.instruments import INSTRUMENT_SPECS
 from tests.metrics_helpers import FIXTURE_15, load_snapshot, retry, snapshot, worker
+from tests.support.exporters import log_exporter, metric_exporter, span_exporter
 from tests.support.otlp_receiver import OtlpReceiver, Record
 
 pytestmark = pytest.mark.e2e
 
 PROTOCOLS = ["grpc", "http/protobuf"]
-EXPORT_TIMEOUT_S = 5
 ORCHESTRATOR = "e2e-orchestrator"
 # 1515 s before fixture 15's primary window resets at 1796416439.
 WALL_NOW = 1796414924.0
@@ -125,24 +103,6 @@ class FixedClock:
     @staticmethod
     def time() -> float:
         return WALL_NOW
-
-
-def span_exporter(receiver: OtlpReceiver, protocol: str) -> SpanExporter:
-    if protocol == "grpc":
-        return GrpcSpanExporter(endpoint=receiver.grpc_endpoint, insecure=True, timeout=EXPORT_TIMEOUT_S)
-    return HttpSpanExporter(endpoint=f"{receiver.http_endpoint}/v1/traces", timeout=EXPORT_TIMEOUT_S)
-
-
-def metric_exporter(receiver: OtlpReceiver, protocol: str) -> MetricExporter:
-    if protocol == "grpc":
-        return GrpcMetricExporter(endpoint=receiver.grpc_endpoint, insecure=True, timeout=EXPORT_TIMEOUT_S)
-    return HttpMetricExporter(endpoint=f"{receiver.http_endpoint}/v1/metrics", timeout=EXPORT_TIMEOUT_S)
-
-
-def log_exporter(receiver: OtlpReceiver, protocol: str) -> LogRecordExporter:
-    if protocol == "grpc":
-        return GrpcLogExporter(endpoint=receiver.grpc_endpoint, insecure=True, timeout=EXPORT_TIMEOUT_S)
-    return HttpLogExporter(endpoint=f"{receiver.http_endpoint}/v1/logs", timeout=EXPORT_TIMEOUT_S)
 
 
 @dataclass

@@ -178,7 +178,7 @@ _IS_MAPPING: dict[type, bool] = {dict: True}
 
 
 def is_mapping(obj: Any) -> bool:
-    """Whether ``obj`` is a ``collections.abc.Mapping``."""
+    """Return whether ``obj`` is a ``collections.abc.Mapping``."""
     kind = type(obj)
     known = _IS_MAPPING.get(kind)
     if known is None:
@@ -208,7 +208,7 @@ def get_path(obj: Any, parts: tuple[str, ...]) -> Any:
 def first_present(obj: Any, paths: tuple[tuple[str, ...], ...]) -> Any:
     """Return the first value at one of ``paths`` that is neither missing nor None.
 
-    Returns None when a path exists but holds None, and ``MISSING`` when none exists.
+    Returns None when a path exists but contains None, and ``MISSING`` when none exists.
     """
     found: Any = MISSING
     for parts in paths:

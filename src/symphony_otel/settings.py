@@ -40,7 +40,7 @@ at least 256).  When ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`` is lower, that limit 
 used instead."""
 
 SYMPHONY_OTEL_EVENT_MODE: Final = "SYMPHONY_OTEL_EVENT_MODE"
-"""Where the ``symphony.snapshot`` event goes: ``span`` (a span event, the
+"""Destination of the ``symphony.snapshot`` event: ``span`` (a span event, the
 default), ``log`` (an event through the Logs API) or ``both``."""
 
 SYMPHONY_OTEL_WORKER_SERIES_LIMIT: Final = "SYMPHONY_OTEL_WORKER_SERIES_LIMIT"

@@ -478,7 +478,7 @@ class Simulation:
     def _update_rate_limits(self) -> None:
         # NOTE: resets_at is on the simulated clock.  With speed above 1 that
         # clock runs ahead of the real one, so a reader that subtracts the real
-        # time (as symphony.rate_limit.reset does) sees resets further away.
+        # time (as symphony.rate_limit.reset does) reports resets further away.
         epoch = self.start_time.timestamp()
         spent = self.state.codex_totals.total_tokens / 1e6 * CREDITS_PER_MILLION_TOKENS
         credits = max(self._initial_credits - spent, 0.0)

@@ -2,7 +2,7 @@
 
 A snapshot is the complete, JSON-serialisable picture of the orchestrator's
 runtime state for the HTTP API and for debugging: the running workers, the retry
-queue, token totals and the configuration that shapes them.  This module knows
+queue, token totals and the configuration that shapes them.  This module imports
 nothing of OpenTelemetry; :mod:`symphony_otel.recorder` builds on it.
 
 Usage::

@@ -4,8 +4,8 @@ The payload is the snapshot's ``to_dict()`` with every string scrubbed of
 secrets.  It is always valid JSON in valid UTF-8: lone surrogates become
 U+FFFD, non-finite floats and integers too long to print in decimal become
 null, and non-ASCII text stays readable.  A payload over the byte limit loses
-rows from the end of the retry queue, then from the end of the running list,
-and records how many it lost in ``dropped_rows``; no string is ever cut.  When
+rows from the end of the retry queue, then from the end of the running list.
+It records how many it lost in ``dropped_rows``, and no string is ever cut.  When
 even the payload without rows is too large, ``rate_limits`` goes too, and as a
 last resort only ``generated_at`` and ``dropped_rows`` remain.
 """
@@ -259,8 +259,9 @@ class PayloadEncoder:
         try:
             return self._dumps(payload)
         except (TypeError, ValueError, OverflowError, UnicodeError):
-            # Lone surrogates, non-finite floats, ints past 64 bits: repair and
-            # encode with the json module, which holds integers of any size.
+            # Lone surrogates, non-finite floats or ints past 64 bits: repair the
+            # payload and encode it with the json module, which encodes
+            # integers of any size.
             return _dumps_json(_repair(payload))
 
     def _shrink(self, payload: dict[str, Any], full_size: int) -> tuple[bytes, int]:

@@ -202,7 +202,7 @@ ALL_INSTRUMENT_SPECS: tuple[InstrumentSpec, ...] = INSTRUMENT_SPECS + BRIDGE_INS
 
 @dataclass(frozen=True)
 class CallbackContext:
-    """What every callback gets besides the view.
+    """The inputs of every callback besides the view.
 
     Attributes:
         base: Attributes added to every data point (the orchestrator name).
@@ -236,7 +236,7 @@ class SeriesBudget:
     The OpenTelemetry Python SDK (1.45) keeps the storage of every attribute
     set an observable instrument has reported until the process ends, and
     folds new sets into its own overflow series past its cardinality limit
-    (2000 by default).  For gauges that series holds an arbitrary last value.
+    (2000 by default).  For gauges that series contains an arbitrary last value.
     Identifiers past this budget therefore go to our overflow series, whose
     values are sums, before the SDK's limit is reached.
 
@@ -250,7 +250,7 @@ class SeriesBudget:
         self._lock = threading.Lock()
 
     def admit(self, identifier: str) -> bool:
-        """Whether ``identifier`` may have a series: it had one, or there is room."""
+        """Return whether ``identifier`` may have a series: it had one, or there is room."""
         if identifier in self._admitted:
             return True
         with self._lock:

@@ -1,7 +1,7 @@
 """The immutable view of the latest snapshot that instrument callbacks read.
 
 ``OTelSnapshotGenerator.generate`` builds one :class:`SnapshotView` per snapshot
-and swaps it in with a single assignment, so a callback always sees one whole
+and swaps it in with a single assignment, so a callback always reads one whole
 snapshot.  Everything a callback needs that is not a plain field (rate-limit
 windows, per-worker series, counter totals that survive an orchestrator
 restart) is worked out here.
@@ -220,6 +220,6 @@ class SnapshotView:
     totals: Mapping[str, float]
 
     def is_fresh(self, now: float | None = None) -> bool:
-        """Whether the snapshot is recent enough for the level gauges."""
+        """Return whether the snapshot is recent enough for the level gauges."""
         current = time.monotonic() if now is None else now
         return current - self.recorded_at <= self.stale_after

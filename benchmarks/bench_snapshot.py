@@ -22,6 +22,7 @@ import cProfile
 import dataclasses
 import datetime as dt
 import gc
+import itertools
 import json
 import logging
 import os
@@ -576,22 +577,64 @@ def _ratio(numerator: Timing, denominator: Timing) -> float:
     return round(numerator.median / denominator.median, 3)
 
 
+def alternating(state: HostState) -> Callable[[], Callable[[], HostState]]:
+    """Return a maker of functions that return ``state`` and a changed copy of it in turns.
+
+    In the copy every running entry has more tokens (the strings and times
+    are the same objects), as after a poll tick in which every worker took a
+    turn.  Each function made alternates on its own, so that each variant of
+    a comparison sees a change on every call.
+    """
+    changed = dataclasses.replace(
+        state,
+        running={
+            key: dataclasses.replace(
+                entry,
+                codex_input_tokens=entry.codex_input_tokens + 120,
+                codex_output_tokens=entry.codex_output_tokens + 15,
+                codex_total_tokens=entry.codex_total_tokens + 135,
+            )
+            for key, entry in state.running.items()
+        },
+        codex_totals=dataclasses.replace(
+            state.codex_totals,
+            input_tokens=state.codex_totals.input_tokens + 120 * len(state.running),
+            output_tokens=state.codex_totals.output_tokens + 15 * len(state.running),
+            total_tokens=state.codex_totals.total_tokens + 135 * len(state.running),
+        ),
+    )
+    pair = (state, changed)
+
+    def make() -> Callable[[], HostState]:
+        turns = itertools.cycle(pair)
+        return turns.__next__
+
+    return make
+
+
 def bench_generation(
     state: HostState, telemetry: Telemetry, config: RunConfig
 ) -> tuple[dict[str, Timing], dict[str, float]]:
-    """Time the base and recording generators against their floors on one state."""
+    """Time the base and recording generators against their floors on one state.
+
+    Each comparison runs twice: on a state that does not change between calls,
+    and on states whose token counts change on every call (``_churn``).
+    """
     base = SnapshotGenerator()
     parts_base = SnapshotGenerator()
     recorder, _reader = telemetry.recorder(payload_limit=UNLIMITED_PAYLOAD)
     recorder_default, _reader_default = telemetry.recorder()
     tracer = telemetry.tracer_provider.get_tracer("bench.parts")
 
-    def parts() -> None:
-        snapshot = parts_base.generate(state)
+    def parts_of(generator: SnapshotGenerator, host_state: HostState) -> None:
+        snapshot = generator.generate(host_state)
         text = orjson.dumps(snapshot.to_dict()).decode("utf-8")
         span = tracer.start_span("symphony.snapshot")
         span.add_event("symphony.snapshot", {"symphony.snapshot.json": text})
         span.end()
+
+    def parts() -> None:
+        parts_of(parts_base, state)
 
     timings = compare(
         {"base": lambda: base.generate(state), "floor": lambda: floor_snapshot(state)},
@@ -608,10 +651,37 @@ def bench_generation(
         )
     )
 
+    churn = alternating(state)
+    base_churn, floor_churn, parts_churn, otel_churn = churn(), churn(), churn(), churn()
+    churn_base = SnapshotGenerator()
+    churn_parts_base = SnapshotGenerator()
+    churn_recorder, _churn_reader = telemetry.recorder(payload_limit=UNLIMITED_PAYLOAD)
+    timings.update(
+        compare(
+            {
+                "base_churn": lambda: churn_base.generate(base_churn()),
+                "floor_churn": lambda: floor_snapshot(floor_churn()),
+            },
+            config,
+        )
+    )
+    timings.update(
+        compare(
+            {
+                "otel_churn": lambda: churn_recorder.generate(otel_churn()),
+                "parts_churn": lambda: parts_of(churn_parts_base, parts_churn()),
+            },
+            config,
+        )
+    )
+
     snapshot = base.generate(state)
     payload = snapshot.to_dict()
-    # The recorder's default redaction; its cache warms up in the first calls.
+    # The recorder's default redaction.  One encode() first sizes the caches of
+    # the redactor and of the scrubbed rows for this payload, as the recorder's
+    # first snapshot does; build() alone would leave them at their minimum size.
     encoder = recorder_events.PayloadEncoder(UNLIMITED_PAYLOAD, Redactor())
+    encoder.encode(snapshot)
     timings.update(
         compare(
             {
@@ -625,10 +695,13 @@ def bench_generation(
     )
     recorder.close()
     recorder_default.close()
+    churn_recorder.close()
     ratios = {
         "base_over_floor": _ratio(timings["base"], timings["floor"]),
         "otel_over_parts": _ratio(timings["otel"], timings["parts"]),
         "otel_default_over_parts": _ratio(timings["otel_default"], timings["parts"]),
+        "base_churn_over_floor_churn": _ratio(timings["base_churn"], timings["floor_churn"]),
+        "otel_churn_over_parts_churn": _ratio(timings["otel_churn"], timings["parts_churn"]),
         "json_stdlib_over_orjson": _ratio(timings["json_stdlib"], timings["orjson"]),
     }
     return timings, ratios
@@ -922,6 +995,10 @@ _TIMED_ROWS = (
     ("parts", "parts: base + orjson + span/event"),
     ("otel", "OTelSnapshotGenerator.generate, no payload limit"),
     ("otel_default", "OTelSnapshotGenerator.generate, default 32 KiB limit"),
+    ("floor_churn", "floor, token counts changing"),
+    ("base_churn", "SnapshotGenerator.generate, counts changing"),
+    ("parts_churn", "parts, counts changing"),
+    ("otel_churn", "OTelSnapshotGenerator.generate, counts changing"),
     ("to_dict", "SystemSnapshot.to_dict"),
     ("build_redacted", "PayloadEncoder.build (to_dict + redaction)"),
     ("orjson", "orjson.dumps(to_dict())"),
@@ -934,6 +1011,8 @@ _RATIO_ROWS = (
     ("base_over_floor", "base / floor", 1.5),
     ("otel_over_parts", "otel (no limit) / parts", 1.15),
     ("otel_default_over_parts", "otel (32 KiB) / parts", 1.15),
+    ("base_churn_over_floor_churn", "base / floor, counts changing", 1.5),
+    ("otel_churn_over_parts_churn", "otel / parts, counts changing", 1.15),
     ("collect_over_trivial", "collection / trivial", None),
     ("json_stdlib_over_orjson", "json stdlib / orjson", None),
 )
@@ -1023,6 +1102,16 @@ def evaluate_targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             1.15,
         ),
         ("base_over_floor", "SnapshotGenerator.generate <= 1.5x floor", 1.5),
+        (
+            "otel_churn_over_parts_churn",
+            "OTelSnapshotGenerator.generate <= 1.15x parts, token counts changing",
+            1.15,
+        ),
+        (
+            "base_churn_over_floor_churn",
+            "SnapshotGenerator.generate <= 1.5x floor, token counts changing",
+            1.5,
+        ),
     ):
         worst = max(ratios[size][key] for size in sizes)
         targets.append(

@@ -698,7 +698,7 @@ def test_encoder_failure_contained(
 ) -> None:
     generator = telemetry.generator()
 
-    def broken_encode(snapshot: Any) -> Any:
+    def broken_encode(snapshot: Any, origins: Any = None) -> Any:
         raise RuntimeError("encoder broke")
 
     monkeypatch.setattr(generator._encoder, "encode", broken_encode)

@@ -2,12 +2,21 @@
 
 For a class of entries with a fixed set of attributes (a dataclass, a slotted
 class, a pydantic model), this module writes and compiles one Python function
-that reads every entry of that class with plain attribute loads and exact type
-checks, much as a hand-written dict comprehension would.  An entry that is not
-of that class, or whose values are not the plain types of a valid row (a
-``str`` in ASCII, an ``int`` count in range, a ``datetime``), goes to the
-lenient reader of :mod:`symphony_otel._reading` instead, so the two paths
+that reads every entry of that class with one ``operator.attrgetter`` call and
+exact type checks, much as a hand-written dict comprehension would.  An entry
+that is not of that class, or whose values are not the plain types of a valid
+row (a ``str`` in ASCII, an ``int`` count in range, a ``datetime``), goes to
+the lenient reader of :mod:`symphony_otel._reading` instead, so the two paths
 always build the same row.
+
+Each reader remembers, by map key, the values it read from each entry and the
+row it built from them.  When an entry's values compare equal to the
+remembered ones, the row is copied instead of checked again: most entries of a
+snapshot are the same as in the previous one.  (Entries of a list share the
+key None, so for them only a run of equal entries reuses a row.)  Equal values make the same row, with one
+exception: a value that compares equal to a remembered count but is not an
+``int`` (``True`` for 1, ``2.0`` for 2) is recorded as that count, where a
+fresh read would convert it or count it as invalid.
 
 The generated source uses only names from this package's own tables, never
 text taken from the host's objects.
@@ -16,14 +25,24 @@ text taken from the host's objects.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Mapping
+import operator
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Final
 
 from symphony_otel import _reading
 
-__all__ = ["RowsReader", "compile_rows_reader"]
+__all__ = [
+    "STATE_GROUPS",
+    "RowsReader",
+    "compile_rows_reader",
+    "compile_state_reader",
+    "compile_totals_reader",
+]
 
-RowsReader = Callable[[list[tuple[Any, Any]]], list[dict[str, Any]]]
+Rows = list[dict[str, Any]]
+# Returns the rows, and the reader's own unchanging copies of them when every row
+# took the fast path (the same list object again when no entry changed).
+RowsReader = Callable[[Collection[tuple[Any, Any]], Iterable[Any]], tuple[Rows, 'Rows | None']]
 SlowRow = Callable[[Any, Any], dict[str, Any]]
 
 # The check and conversion of each field of a row on the fast path.
@@ -53,29 +72,6 @@ RETRY_KINDS: Final[Mapping[str, str]] = {
     "workspace_path": _OPTIONAL_TEXT,
 }
 
-# Formatted start times by the identity of their datetime.  Each value keeps its
-# datetime alive, so an id is never reused while its entry is here.  The cache
-# is emptied when it contains twice the rows of the latest snapshot (and at least
-# 256), so the datetimes of finished workers do not pile up.
-_TIME_BY_ID: dict[int, tuple[_dt.datetime, str]] = {}
-_time_cache_limit = 256
-
-
-def size_time_cache(rows: int) -> None:
-    """Size the start-time cache for snapshots of about ``rows`` rows."""
-    global _time_cache_limit
-    _time_cache_limit = max(256, 2 * rows)
-
-
-def _utc_text(value: _dt.datetime) -> str | None:
-    text = _reading.format_datetime(value)
-    if text is not None:
-        if len(_TIME_BY_ID) >= _time_cache_limit:
-            _TIME_BY_ID.clear()
-        _TIME_BY_ID[id(value)] = (value, text)
-    return text
-
-
 def compile_rows_reader(
     sample: Any, plan: _reading.EntryPlan, kinds: Mapping[str, str], slow_row: SlowRow
 ) -> RowsReader | None:
@@ -97,32 +93,66 @@ def compile_rows_reader(
     if not paths.get("issue_id") or not paths.get("identifier"):
         return None  # the identity comes from the map key: the lenient path
     lines = [
-        "def read_rows(items):",
+        "def read_rows(items, entries, *, cls=cls, cache=cache, latest=latest,",
+        "              type=type, slow_row=slow_row, copy_row=dict.copy):",
+        "    last = latest[0]",
+        "    previous = last[0]",
+        "    if previous is not None and len(previous) == len(items):",
+        "        try:",
+        "            for e, values in zip(entries, previous):",
+        "                if VALUES != values:",
+        "                    break",
+        "            else:",
+        "                return list(map(copy_row, last[1])), last[1]",
+        "        except Exception:",
+        "            pass",
         "    rows = []",
         "    append = rows.append",
+        "    seen = []",
+        "    kept = []",
+        "    cache_get = cache.get",
+        "    bound = 2 * len(items) + 256",
+        "    if len(cache) > bound:",
+        "        cache.clear()",
+        "    if len(time_by_id) > bound:",
+        "        time_by_id.clear()",
         "    for key, e in items:",
         "        if type(e) is not cls:",
         "            append(slow_row(e, key))",
+        "            kept = None",
         "            continue",
         "        try:",
+        "            values = VALUES",
+        "            hit = cache_get(values[1])",
+        "            if hit is not None and hit[0] == values:",
+        "                row = hit[1]",
+        "                append(row.copy())",
+        "                if kept is not None:",
+        "                    seen.append(values)",
+        "                    kept.append(row)",
+        "                continue",
+        "        except Exception:",
+        "            append(slow_row(e, key))",
+        "            kept = None",
+        "            continue",
     ]
     checks: list[str] = []
     values: dict[str, str] = {}
-    for index, name in enumerate(kinds):
+    dotted: list[str] = []
+    for name in kinds:
         candidates = paths.get(name, ())
         if not candidates:
             values[name] = _default(name)
             continue
-        variable = f"v{index}"
-        lines.append(f"            {variable} = e.{'.'.join(candidates[0])}")
+        variable = f"v{len(dotted)}"
+        dotted.append(".".join(candidates[0]))
         checks.append(_check(kinds[name], variable, more=len(candidates) > 1))
         values[name] = variable
     lines += [
-        "        except Exception:",
-        "            append(slow_row(e, key))",
-        "            continue",
+        "        _, " + ", ".join(f"v{index}" for index in range(len(dotted))) + " = values",
         "        if not (" + " and ".join(checks or ["True"]) + "):",
         "            append(slow_row(e, key))",
+        "            kept = None",
         "            continue",
     ]
     for name, kind in kinds.items():
@@ -136,7 +166,19 @@ def compile_rows_reader(
     if values.get("delay_type") == "None":
         values["delay_type"] = f"'continuation' if {values['error']} is None else 'failure'"
     row = ", ".join(f"{name!r}: {values[name]}" for name in kinds)
-    lines += ["        append({" + row + "})", "    return rows"]
+    # The class goes first, so that equal values imply the same class.
+    loads = "(type(e), " + ", ".join(f"e.{path}" for path in dotted) + ")"
+    lines = [line.replace("VALUES", loads) for line in lines]
+    lines += [
+        "        row = {" + row + "}",
+        "        cache[values[1]] = (values, row)",
+        "        append(row.copy())",
+        "        if kept is not None:",
+        "            seen.append(values)",
+        "            kept.append(row)",
+        "    latest[0] = (None, None) if kept is None else (seen, kept)",
+        "    return rows, kept",
+    ]
 
     namespace: dict[str, Any] = {
         "cls": type(sample),
@@ -145,8 +187,17 @@ def compile_rows_reader(
         "int": int,
         "datetime": _dt.datetime,
         "INT64_MAX": _reading.INT64_MAX,
-        "time_by_id": _TIME_BY_ID,
-        "utc_text": _utc_text,
+        # Formatted start times by the identity of their datetime, for entries
+        # whose counts changed.  Each value keeps its datetime alive, so an id
+        # is never reused while its entry is here.
+        "time_by_id": {},
+        "format_datetime": _reading.format_datetime,
+        "cache": {},
+        # The values and rows of the latest call when all its rows took the
+        # fast path: a list of values equal to them means the same rows.  One
+        # tuple, swapped whole, so that threads never mix two calls.
+        "latest": [(None, None)],
+        "type": type,
     }
     exec(compile("\n".join(lines), f"<symphony_otel rows of {type(sample).__qualname__}>", "exec"), namespace)
     reader: RowsReader = namespace["read_rows"]
@@ -186,8 +237,98 @@ def _time_lines(variable: str) -> list[str]:
         f"        if hit is not None and hit[0] is {variable}:",
         f"            text_{variable} = hit[1]",
         "        else:",
-        f"            text_{variable} = utc_text({variable})",
+        f"            text_{variable} = format_datetime({variable})",
         f"            if text_{variable} is None:",
         "                append(slow_row(e, key))",
         "                continue",
+        f"            time_by_id[id({variable})] = ({variable}, text_{variable})",
     ]
+
+
+# The state's values that a snapshot reads, in the order a state reader returns them.
+STATE_GROUPS: Final = (
+    _reading.STATE_RUNNING,
+    _reading.STATE_RETRYING,
+    _reading.STATE_COMPLETED,
+    _reading.STATE_TOTALS,
+    _reading.STATE_RATE_LIMITS,
+    _reading.STATE_POLL_INTERVAL,
+    _reading.STATE_MAX_AGENTS,
+    _reading.STATE_POLL_IN_PROGRESS,
+    _reading.STATE_NEXT_POLL_DUE,
+)
+
+StateReader = Callable[[Any], tuple[Any, ...]]
+
+
+def compile_state_reader(sample: Any) -> StateReader | None:
+    """Compile a reader of the values of ``STATE_GROUPS`` for the class of ``sample``.
+
+    Only a class with fixed attributes that has at most one of each group's
+    paths compiles: where a state has several (``retry_attempts`` and
+    ``retry_queue``), which one holds the value can change from one call to
+    the next, and the lenient reader decides each time.  The reader raises
+    (an ``AttributeError``, or whatever a property raises) where a nested path
+    is missing; the caller then reads the state leniently.
+
+    Returns:
+        The reader, returning one value per group (``MISSING`` for a group the
+        class lacks), or None when the class has no fast path.
+    """
+    cls = type(sample)
+    if isinstance(sample, Mapping) or not _reading.has_fixed_attributes(cls):
+        return None
+    expressions: list[str] = []
+    for group in STATE_GROUPS:
+        present = [path for path in _reading.split_paths(group) if _reading.has_attribute(sample, path[0])]
+        if len(present) > 1:
+            return None
+        expressions.append("state." + ".".join(present[0]) if present else "MISSING")
+    if all(expression == "MISSING" for expression in expressions):
+        return None  # not a state: the lenient reader raises its TypeError
+    source = "def read_state(state):\n    return (" + ", ".join(expressions) + ",)"
+    namespace: dict[str, Any] = {"MISSING": _reading.MISSING}
+    exec(compile(source, f"<symphony_otel state of {cls.__qualname__}>", "exec"), namespace)
+    reader: StateReader = namespace["read_state"]
+    return reader
+
+
+TotalsReader = Callable[[Any], "dict[str, Any] | None"]
+
+
+def compile_totals_reader(sample: Any) -> TotalsReader | None:
+    """Compile a reader of token totals for the class of ``sample``.
+
+    The class must have fixed attributes and all of ``TOTALS_KEYS``.  The
+    reader returns the totals when every value is of its plain valid type (an
+    ``int`` count in range; for ``seconds_running`` also a ``float`` in that
+    range), and None otherwise, for the lenient reader.
+    """
+    if isinstance(sample, Mapping) or not _reading.has_fixed_attributes(type(sample)):
+        return None
+    if not all(_reading.has_attribute(sample, name) for name in _reading.TOTALS_KEYS):
+        return None
+    getter = operator.attrgetter(*_reading.TOTALS_KEYS)
+    limit = _reading.INT64_MAX
+
+    def read_totals(totals: Any) -> dict[str, Any] | None:
+        input_tokens, output_tokens, total_tokens, seconds = getter(totals)
+        if (
+            type(input_tokens) is int
+            and 0 <= input_tokens <= limit
+            and type(output_tokens) is int
+            and 0 <= output_tokens <= limit
+            and type(total_tokens) is int
+            and 0 <= total_tokens <= limit
+            and (type(seconds) is float or type(seconds) is int)
+            and 0 <= seconds <= limit  # False for NaN and infinity
+        ):
+            return {
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+                "total_tokens": total_tokens,
+                "seconds_running": seconds,
+            }
+        return None
+
+    return read_totals

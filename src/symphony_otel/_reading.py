@@ -239,16 +239,16 @@ class EntryPlan:
         self.exported = (
             not isinstance(sample, Mapping)
             and not any(
-                _has_attribute(sample, path[0]) for paths in all_paths.values() for path in paths
+                has_attribute(sample, path[0]) for paths in all_paths.values() for path in paths
             )
             and export_model(sample) is not MISSING
         )
-        fixed = not self.exported and _has_fixed_attributes(type(sample))
+        fixed = not self.exported and has_fixed_attributes(type(sample))
         self.fixed = fixed
         fields = []
         for name, paths in all_paths.items():
             if fixed:
-                paths = tuple(p for p in paths if _has_attribute(sample, p[0]))
+                paths = tuple(p for p in paths if has_attribute(sample, p[0]))
             fields.append((name, paths))
         self.fields: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = tuple(fields)
 
@@ -277,7 +277,8 @@ class PlanCache:
         return plan
 
 
-def _has_fixed_attributes(cls: type) -> bool:
+def has_fixed_attributes(cls: type) -> bool:
+    """Return whether every instance of ``cls`` has the same attributes (a dataclass, slots, pydantic)."""
     if issubclass(cls, Mapping):
         return False
     if is_dataclass(cls) or hasattr(cls, "model_fields"):
@@ -286,7 +287,8 @@ def _has_fixed_attributes(cls: type) -> bool:
     return not any("__dict__" in vars(klass) for klass in cls.__mro__ if klass is not object)
 
 
-def _has_attribute(obj: Any, name: str) -> bool:
+def has_attribute(obj: Any, name: str) -> bool:
+    """Return whether ``obj`` or its class has the attribute ``name``."""
     # The class goes first: a property that raises on the sample instance (a
     # session not started yet) must not drop the path for every later instance.
     if hasattr(type(obj), name):

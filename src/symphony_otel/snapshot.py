@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import sys
+import time as _time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -30,10 +32,24 @@ __all__ = ["RetryEntry", "RunningEntry", "SnapshotGenerator", "SystemSnapshot"]
 _logger = logging.getLogger(__name__)
 
 
+# The text of the latest whole second that _utc_now_iso() formatted.
+_now_second: tuple[int, str] = (-1, "")
+
+
 def _utc_now_iso() -> str:
-    now = _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
-    # Millisecond precision, in the form that from_dict() reads back unchanged.
-    return _reading.iso_utc_text(now.replace(microsecond=now.microsecond // 1000 * 1000))
+    """Return the current time with millisecond precision, as ``iso_utc_text`` writes it.
+
+    That is the form that ``from_dict()`` reads back unchanged: no fraction at
+    a whole second, otherwise three digits.
+    """
+    global _now_second
+    second, nanoseconds = divmod(_time.time_ns(), 1_000_000_000)
+    cached = _now_second
+    if cached[0] != second:
+        cached = (second, _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(second)))
+        _now_second = cached
+    milliseconds = nanoseconds // 1_000_000
+    return f"{cached[1]}.{milliseconds:03d}Z" if milliseconds else cached[1] + "Z"
 
 
 @dataclass
@@ -183,15 +199,27 @@ class SystemSnapshot:
 
 def _copy_json(value: Any) -> Any:
     """Copy JSON-compatible data (dicts, lists and scalars) built by this package."""
-    if isinstance(value, dict):
-        return {key: _copy_json(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_copy_json(item) for item in value]
+    if type(value) is dict:
+        return {
+            key: _copy_json(item) if type(item) is dict or type(item) is list else item
+            for key, item in value.items()
+        }
+    if type(value) is list:
+        return [_copy_json(item) if type(item) is dict or type(item) is list else item for item in value]
     return value
 
 
 RUNNING_FIELDS = tuple(f.name for f in fields(RunningEntry))
 RETRY_FIELDS = tuple(f.name for f in fields(RetryEntry))
+
+
+_UNSEEN: Any = object()
+# The generator's own copies of a snapshot's running and retrying rows.
+RowOrigins = tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]
+_SIZED = frozenset({set, frozenset, list, tuple, dict})
+_CONTAINERS = frozenset({dict, list})
+_EXACT_FLOAT = 2**53  # ints up to this size are floats exactly
+_FLOAT_MAX = sys.float_info.max
 
 
 class SnapshotGenerator:
@@ -209,8 +237,16 @@ class SnapshotGenerator:
         self.value_report = ValueReport()
         self._running_plans = _reading.PlanCache(_reading.RUNNING_PATHS)
         self._retry_plans = _reading.PlanCache(_reading.RETRY_PATHS)
-        self._running_readers: dict[type, _compiled.RowsReader | None] = {}
-        self._retry_readers: dict[type, _compiled.RowsReader | None] = {}
+        self._running = _RowSource(
+            "running", self._running_plans, _compiled.RUNNING_KINDS, self._running_row, self.value_report
+        )
+        self._retrying = _RowSource(
+            "retry_attempts", self._retry_plans, _compiled.RETRY_KINDS, self._retry_row, self.value_report
+        )
+        self._state_readers: dict[type, _compiled.StateReader | None] = {}
+        self._totals_readers: dict[type, _compiled.TotalsReader | None] = {}
+        # The latest rate limits copied, and the keys of their containers (None when nested deeper).
+        self._rate_limits_copy: tuple[dict[str, Any], tuple[str, ...] | None] | None = None
 
     def generate(self, state: Any) -> SystemSnapshot:
         """Generate a system snapshot from the orchestrator state.
@@ -239,56 +275,53 @@ class SnapshotGenerator:
         Raises:
             TypeError: If ``state`` is None or has none of the state's attributes.
         """
-        _check_state(state)
+        return self._generate(state)[0]
+
+    def _generate(self, state: Any) -> tuple[SystemSnapshot, RowOrigins]:
+        """Generate a snapshot, and the generator's own copies of its rows.
+
+        The copies are lists that the generator never changes, and the same list
+        objects again as long as no entry changes, so a subclass can reuse work
+        it did for the previous snapshot's rows.  Either list is None when some
+        of its rows took the lenient path.
+        """
         report = self.value_report
-        running = self._read_rows(
-            _reading.items_of(
-                _reading.read_state_value(state, _reading.STATE_RUNNING), "running", report
-            ),
-            self._running_readers,
-            self._running_plans,
-            _compiled.RUNNING_KINDS,
-            self._running_row,
+        (
+            running_map,
+            retry_map,
+            completed,
+            totals,
+            rate_limits,
+            poll_interval,
+            max_agents,
+            in_progress,
+            next_due,
+        ) = self._read_state(state)
+        running, running_origins = self._running.read(running_map)
+        retrying, retry_origins = self._retrying.read(retry_map)
+        snapshot = SystemSnapshot(
+            running,
+            retrying,
+            len(completed) if type(completed) in _SIZED else _reading.count_of(completed, "completed", report),
+            self._read_totals(totals, report),
+            self._copy_rate_limits(rate_limits, report),
+            poll_interval
+            if type(poll_interval) is int and 0 <= poll_interval <= _reading.INT64_MAX
+            else _reading.read_count(poll_interval, "poll_interval_ms", report),
+            max_agents
+            if type(max_agents) is int and 0 <= max_agents <= _reading.INT64_MAX
+            else _reading.read_count(max_agents, "max_concurrent_agents", report),
+            in_progress
+            if in_progress is True or in_progress is False
+            else _reading.read_flag(in_progress, "poll_check_in_progress", report),
+            next_due
+            if type(next_due) is float and -_FLOAT_MAX <= next_due <= _FLOAT_MAX  # not NaN nor infinite
+            else float(next_due)
+            if type(next_due) is int and -_EXACT_FLOAT <= next_due <= _EXACT_FLOAT
+            else _reading.read_optional_number(next_due, "next_poll_due_at_ms", report),
+            _utc_now_iso(),
         )
-        retrying = self._read_rows(
-            _reading.items_of(
-                _reading.read_state_value(state, _reading.STATE_RETRYING), "retry_attempts", report
-            ),
-            self._retry_readers,
-            self._retry_plans,
-            _compiled.RETRY_KINDS,
-            self._retry_row,
-        )
-        rate_limits = _reading.read_state_value(state, _reading.STATE_RATE_LIMITS)
-        return SystemSnapshot(
-            running=running,
-            retrying=retrying,
-            completed_count=_reading.count_of(
-                _reading.read_state_value(state, _reading.STATE_COMPLETED), "completed", report
-            ),
-            codex_totals=self._extract_totals(state, report),
-            rate_limits=_copy_rate_limits(rate_limits, report),
-            poll_interval_ms=_reading.read_count(
-                _reading.read_state_value(state, _reading.STATE_POLL_INTERVAL),
-                "poll_interval_ms",
-                report,
-            ),
-            max_concurrent_agents=_reading.read_count(
-                _reading.read_state_value(state, _reading.STATE_MAX_AGENTS),
-                "max_concurrent_agents",
-                report,
-            ),
-            poll_check_in_progress=_reading.read_flag(
-                _reading.read_state_value(state, _reading.STATE_POLL_IN_PROGRESS),
-                "poll_check_in_progress",
-                report,
-            ),
-            next_poll_due_at_ms=_reading.read_optional_number(
-                _reading.read_state_value(state, _reading.STATE_NEXT_POLL_DUE),
-                "next_poll_due_at_ms",
-                report,
-            ),
-        )
+        return snapshot, (running_origins, retry_origins)
 
     @staticmethod
     def _format_datetime(value: Any) -> str | None:
@@ -321,39 +354,170 @@ class SnapshotGenerator:
 
     # --- Internals -------------------------------------------------------------
 
+    def _read_state(self, state: Any) -> tuple[Any, ...]:
+        """Read the raw value of each of ``_compiled.STATE_GROUPS`` (``MISSING`` when absent)."""
+        cls = type(state)
+        reader = self._state_readers.get(cls, _UNSEEN)
+        if reader is _UNSEEN:
+            reader = _compiled.compile_state_reader(state) if state is not None else None
+            if len(self._state_readers) < 64:
+                self._state_readers[cls] = reader
+        if reader is not None:
+            try:
+                return reader(state)
+            except Exception:  # a nested object is missing, or a property raised
+                pass
+        _check_state(state)
+        return tuple(_reading.read_state_value(state, group) for group in _compiled.STATE_GROUPS)
+
+    def _read_totals(self, totals: Any, report: ValueReport) -> dict[str, Any]:
+        cls = type(totals)
+        reader = self._totals_readers.get(cls, _UNSEEN)
+        if reader is _UNSEEN:
+            reader = _compiled.compile_totals_reader(totals)
+            if len(self._totals_readers) < 64:
+                self._totals_readers[cls] = reader
+        if reader is not None:
+            try:
+                read = reader(totals)
+            except Exception:  # a property of the host raised: the lenient reader reports it
+                read = None
+            if read is not None:
+                return read
+        return _read_totals(totals, report)
+
+    def _copy_rate_limits(self, value: Any, report: ValueReport) -> dict[str, Any] | None:
+        """Copy the rate limits, reusing the previous copy while the payload equals it.
+
+        The payload changes only when the agent reports new limits, while a
+        snapshot is taken on every poll.  Equality is Python's, so numbers that
+        compare equal (``50`` and ``50.0``) keep the previous copy's type.
+        """
+        if value is MISSING or value is None:
+            return None
+        previous = self._rate_limits_copy
+        if previous is not None:
+            try:
+                if value == previous[0]:
+                    shallow = previous[1]
+                    if shallow is None:
+                        return _copy_json(previous[0])
+                    copied = previous[0].copy()
+                    for key in shallow:
+                        copied[key] = copied[key].copy()
+                    return copied
+            except Exception:  # a host value's __eq__ raised: copy it afresh
+                pass
+        copied = _copy_rate_limits(value, report)
+        if copied is None:
+            self._rate_limits_copy = None
+        else:
+            # Agents report windows two levels deep, where copying the payload
+            # and each of its containers will do; deeper ones are copied whole.
+            containers = tuple(key for key, item in copied.items() if type(item) in _CONTAINERS)
+            deeper = any(
+                type(inner) in _CONTAINERS
+                for key in containers
+                for inner in (copied[key].values() if type(copied[key]) is dict else copied[key])
+            )
+            self._rate_limits_copy = (_copy_json(copied), None if deeper else containers)
+        return copied
+
     def _extract_totals(self, state: Any, report: ValueReport) -> dict[str, Any]:
         return _read_totals(_reading.read_state_value(state, _reading.STATE_TOTALS), report)
-
-    def _read_rows(
-        self,
-        items: list[tuple[Any, Any]],
-        readers: dict[type, _compiled.RowsReader | None],
-        plans: _reading.PlanCache,
-        kinds: Mapping[str, str],
-        slow_row: _compiled.SlowRow,
-    ) -> list[dict[str, Any]]:
-        """Read rows through the compiled reader of the first entry's class, if it has one."""
-        if not items:
-            return []
-        if kinds is _compiled.RUNNING_KINDS:
-            _compiled.size_time_cache(len(items))
-        sample = items[0][1]
-        cls = type(sample)
-        if cls in readers:
-            reader = readers[cls]
-        else:
-            reader = _compiled.compile_rows_reader(sample, plans.plan_for(sample), kinds, slow_row)
-            if len(readers) < 64:
-                readers[cls] = reader
-        if reader is None:
-            return [slow_row(entry, key) for key, entry in items]
-        return reader(items)
 
     def _running_row(self, entry: Any, key: Any) -> dict[str, Any]:
         return _running_row(self._running_plans.plan_for(entry).read(entry), key, self.value_report)
 
     def _retry_row(self, entry: Any, key: Any) -> dict[str, Any]:
         return _retry_row(self._retry_plans.plan_for(entry).read(entry), key, self.value_report)
+
+
+class _RowSource:
+    """Reads one kind of row (running or retrying) through compiled readers, by entry class."""
+
+    __slots__ = ("_field", "_kinds", "_last", "_plans", "_readers", "_report", "_slow_row")
+
+    def __init__(
+        self,
+        field: str,
+        plans: _reading.PlanCache,
+        kinds: Mapping[str, str],
+        slow_row: _compiled.SlowRow,
+        report: ValueReport,
+    ) -> None:
+        self._field = field
+        self._plans = plans
+        self._kinds = kinds
+        self._slow_row = slow_row
+        self._report = report
+        self._readers: dict[type, _compiled.RowsReader | None] = {}
+        # The reader that took every row of the latest snapshot.
+        self._last: _compiled.RowsReader | None = None
+
+    def read(self, container: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+        """Read the rows of ``container`` through the reader of its first entry's class.
+
+        Returns:
+            The rows, and the reader's own copies of them (see
+            ``SnapshotGenerator._generate``).
+
+        A plain dict is read in place; when the host changes its size meanwhile
+        (a ``RuntimeError``), it is read again from a copy, as any other
+        container is.
+        """
+        last = self._last
+        if last is not None and type(container) is dict:
+            # The reader that read every row of the previous snapshot: no need
+            # to look up the class of the first entry.
+            try:
+                rows, kept = last(container.items(), container.values())
+            except RuntimeError:  # the host changed the dict while it was read
+                pass
+            else:
+                if kept is None:  # some rows took the lenient path: look the class up next time
+                    self._last = None
+                return rows, kept
+        items: Any = None
+        if type(container) is dict:
+            if not container:
+                return [], None
+            items = container.items()
+            entries: Any = container.values()
+        else:
+            items = _reading.items_of(container, self._field, self._report)
+            if not items:
+                return [], None
+            entries = [entry for _, entry in items]
+        for _ in range(2):
+            try:
+                sample = next(iter(items), None)
+                if sample is None:  # emptied meanwhile
+                    return [], None
+                reader = self._reader_for(sample[1])
+                if reader is None:
+                    return [self._slow_row(entry, key) for key, entry in items], None
+                rows, kept = reader(items, entries)
+                if kept is not None:
+                    self._last = reader
+                return rows, kept
+            except RuntimeError:  # the host changed the dict while it was read
+                items = _reading.items_of(container, self._field, self._report)
+                if not items:
+                    return [], None
+                entries = [entry for _, entry in items]
+        return [], None
+
+    def _reader_for(self, sample: Any) -> _compiled.RowsReader | None:
+        cls = type(sample)
+        reader = self._readers.get(cls, _UNSEEN)
+        if reader is _UNSEEN:
+            reader = _compiled.compile_rows_reader(
+                sample, self._plans.plan_for(sample), self._kinds, self._slow_row
+            )
+            if len(self._readers) < 64:
+                self._readers[cls] = reader
+        return reader
 
 
 def _check_state(state: Any) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from symphony_otel.recorder.redaction import Redactor
-from symphony_otel.snapshot import SystemSnapshot
+from symphony_otel.snapshot import RowOrigins, SystemSnapshot
 
 try:  # orjson is several times faster; the json module gives the same bytes' meaning.
     import orjson as _orjson
@@ -113,26 +113,104 @@ class PayloadEncoder:
         self._rows_current: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._rows_previous: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._rows_generation_size = _MIN_ROWS_GENERATION
+        # Encoded rows by their values, in two generations like the scrubbed rows.
+        self._encoded_current: dict[tuple[Any, ...], bytes] = {}
+        self._encoded_previous: dict[tuple[Any, ...], bytes] = {}
+        # The latest row origins (running, retrying) and their encoded rows.
+        self._latest_lists: list[tuple[list[dict[str, Any]], list[bytes]] | None] = [None, None]
+        # The latest rate limits and their scrubbed copy.
+        self._rate_limits_latest: tuple[Any, Any] | None = None
         self._redact_locations = redact_locations
         self._dumps: Callable[[Any], bytes] = (
             _dumps_orjson if use_orjson and _orjson is not None else _dumps_json
         )
 
-    def encode(self, snapshot: SystemSnapshot) -> Payload:
-        """Build, scrub and encode the payload of ``snapshot``."""
+    def encode(self, snapshot: SystemSnapshot, origins: RowOrigins | None = None) -> Payload:
+        """Build, scrub and encode the payload of ``snapshot``.
+
+        Args:
+            snapshot: The snapshot.
+            origins: The generator's own copies of the snapshot's rows, from
+                ``SnapshotGenerator._generate``.  While a list is the same
+                object as for the previous snapshot, its rows are the same,
+                and their encoded bytes are reused without looking up each row.
+        """
         rows = len(snapshot.running) + len(snapshot.retrying)
         self._redactor.expect(rows * _STRINGS_PER_ROW)
         self._rows_generation_size = max(_MIN_ROWS_GENERATION, 2 * rows)
         if rows * _TYPICAL_ROW_BYTES > self.limit:
             # Far more rows than can fit: encode row by row and stop at the
             # limit, instead of encoding (and scrubbing) rows that are dropped.
-            return self._encode_until_full(snapshot)
-        payload = self.build(snapshot)
-        data = self._encode(payload)
+            return self._encode_until_full(snapshot, origins)
+        running_origin, retry_origin = origins if origins is not None else (None, None)
+        data = self._joined(
+            self._tail(snapshot),
+            self._encoded_list(snapshot.running, running_origin, 0),
+            self._encoded_list(snapshot.retrying, retry_origin, 1),
+        )
         if len(data) <= self.limit:
             return Payload(data.decode("utf-8"), len(data), 0)
+        payload = self.build(snapshot)
         data, dropped = self._shrink(payload, len(data))
         return Payload(data.decode("utf-8"), len(data), dropped, truncated=True)
+
+    def _joined(self, tail: dict[str, Any], running: list[bytes], retrying: list[bytes]) -> bytes:
+        """Return the JSON of the payload: the encoded rows, then the fields of ``tail``.
+
+        The bytes are those of encoding the whole payload at once: both
+        encoders write compact JSON, and the row lists come first.  Each
+        encoded row starts with its comma, which the first row of a list drops;
+        so the payload is copied once, in one join.
+        """
+        rest = self._encode(tail)
+        pieces = [b'{"running":[']
+        for rows, closing in ((running, b'],"retrying":['), (retrying, b"],")):
+            if rows:
+                pieces.append(rows[0][1:])
+                pieces += rows[1:]
+            pieces.append(closing)
+        pieces.append(rest[1:])
+        return b"".join(pieces)
+
+    def _encoded_list(
+        self, rows: list[dict[str, Any]], origin: list[dict[str, Any]] | None, index: int
+    ) -> list[bytes]:
+        """Return ``_encoded_rows(rows)``, reused while ``origin`` is the same list as before."""
+        if origin is None:
+            return self._encoded_rows(rows)
+        latest = self._latest_lists[index]
+        if latest is not None and latest[0] is origin and len(latest[1]) == len(rows):
+            return latest[1]  # complete (_rows_within keeps a part of the rows)
+        encoded = self._encoded_rows(rows)
+        # Holding the origin keeps its id from being reused by another list.
+        self._latest_lists[index] = (origin, encoded)
+        return encoded
+
+    def _encoded_rows(self, rows: list[dict[str, Any]]) -> list[bytes]:
+        """Return a comma and the JSON of each row scrubbed, cached by the row's values.
+
+        A row that is the same as in the previous snapshot is neither scrubbed
+        nor encoded again; its bytes are reused.
+        """
+        current = self._encoded_current
+        encoded_rows = []
+        for row in rows:
+            key = tuple(row.values())
+            try:
+                encoded = current.get(key)
+            except TypeError:  # a row built by hand with a list or dict in it
+                encoded_rows.append(b"," + self._encode(self._scrub_row(dict(row))))
+                continue
+            if encoded is None:
+                encoded = self._encoded_previous.get(key)
+                if encoded is None:
+                    encoded = b"," + self._encode(self._scrubbed_rows([row])[0])
+                if len(current) >= self._rows_generation_size:
+                    self._encoded_previous = current
+                    current = self._encoded_current = {}
+                current[key] = encoded
+            encoded_rows.append(encoded)
+        return encoded_rows
 
     def build(self, snapshot: SystemSnapshot) -> dict[str, Any]:
         """Return the scrubbed ``to_dict()`` payload of ``snapshot``."""
@@ -172,13 +250,18 @@ class PayloadEncoder:
 
     def _head(self, snapshot: SystemSnapshot) -> dict[str, Any]:
         """Return the payload with empty row lists, in ``to_dict()`` order."""
+        head: dict[str, Any] = {"running": [], "retrying": []}
+        head.update(self._tail(snapshot))
+        head["codex_totals"] = dict(snapshot.codex_totals)
+        return head
+
+    def _tail(self, snapshot: SystemSnapshot) -> dict[str, Any]:
+        """Return the payload's fields after the rows, sharing ``codex_totals`` with the snapshot."""
         rate_limits = snapshot.rate_limits
         return {
-            "running": [],
-            "retrying": [],
             "completed_count": snapshot.completed_count,
-            "codex_totals": dict(snapshot.codex_totals),
-            "rate_limits": None if rate_limits is None else self._scrub_value(rate_limits),
+            "codex_totals": snapshot.codex_totals,
+            "rate_limits": None if rate_limits is None else self._scrubbed_rate_limits(rate_limits),
             "poll_interval_ms": snapshot.poll_interval_ms,
             "max_concurrent_agents": snapshot.max_concurrent_agents,
             "poll_check_in_progress": snapshot.poll_check_in_progress,
@@ -186,36 +269,43 @@ class PayloadEncoder:
             "generated_at": snapshot.generated_at,
         }
 
-    def _encode_until_full(self, snapshot: SystemSnapshot) -> Payload:
-        head = self._head(snapshot)
+    def _scrubbed_rate_limits(self, rate_limits: Any) -> Any:
+        """Return the scrubbed copy of ``rate_limits``, reused while they equal the previous ones.
+
+        The copy is shared by the payloads built meanwhile, so it is never changed.
+        """
+        latest = self._rate_limits_latest
+        if latest is not None:
+            try:
+                if rate_limits == latest[0]:
+                    return latest[1]
+            except Exception:  # a value's __eq__ raised (hand-built snapshots only)
+                pass
+        scrubbed = self._scrub_value(rate_limits)
+        # The key is a copy too (scrubbing with a no-op): the snapshot's own dict
+        # may change after this call.
+        self._rate_limits_latest = (_plain_copy(rate_limits), scrubbed)
+        return scrubbed
+
+    def _encode_until_full(self, snapshot: SystemSnapshot, origins: RowOrigins | None = None) -> Payload:
+        tail = self._tail(snapshot)
         # No count of dropped_rows has more digits than the number of rows.
         widest = dict(
-            head, dropped_rows={"running": len(snapshot.running), "retrying": len(snapshot.retrying)}
+            tail, dropped_rows={"running": len(snapshot.running), "retrying": len(snapshot.retrying)}
         )
-        budget = self.limit - len(self._encode(widest))
+        budget = self.limit - len(self._joined(widest, [], []))
+        running_origin, retry_origin = origins if origins is not None else (None, None)
+        running, used = self._rows_within(snapshot.running, running_origin, 0, budget)
+        retrying: list[bytes] = []
+        if len(running) == len(snapshot.running):  # the kept rows are a prefix of both lists
+            retrying, used = self._rows_within(snapshot.retrying, retry_origin, 1, budget - used)
 
-        kept: dict[str, list[dict[str, Any]]] = {"running": [], "retrying": []}
-        used = 0
-        full = budget < 0
-        for name in ("running", "retrying"):
-            for row in getattr(snapshot, name):
-                if full:
-                    break
-                scrubbed = self._scrubbed_rows([row])[0]
-                size = len(self._encode(scrubbed)) + 1  # and a comma
-                if used + size > budget:
-                    full = True
-                    break
-                kept[name].append(scrubbed)
-                used += size
-
-        payload = dict(head, running=kept["running"], retrying=kept["retrying"])
-        dropped = len(snapshot.running) + len(snapshot.retrying) - len(kept["running"]) - len(kept["retrying"])
+        dropped = len(snapshot.running) + len(snapshot.retrying) - len(running) - len(retrying)
         if dropped:
-            payload["dropped_rows"] = _dropped_rows(
-                snapshot.running, snapshot.retrying, len(kept["running"]), len(kept["retrying"])
+            tail["dropped_rows"] = _dropped_rows(
+                snapshot.running, snapshot.retrying, len(running), len(retrying)
             )
-        data = self._encode(payload)
+        data = self._joined(tail, running, retrying)
         if budget < 0 or len(data) > self.limit:
             # The rest of the payload alone is over the limit: the slow path
             # leaves out the rate limits too, or keeps only generated_at.
@@ -223,6 +313,42 @@ class PayloadEncoder:
             data, dropped = self._shrink(payload, len(self._encode(payload)))
             return Payload(data.decode("utf-8"), len(data), dropped, truncated=True)
         return Payload(data.decode("utf-8"), len(data), dropped, truncated=dropped > 0)
+
+    def _rows_within(
+        self,
+        rows: list[dict[str, Any]],
+        origin: list[dict[str, Any]] | None,
+        index: int,
+        budget: int,
+    ) -> tuple[list[bytes], int]:
+        """Return the encoded rows from the start of ``rows`` that fit in ``budget`` bytes, and their size.
+
+        Rows past the first that does not fit are neither scrubbed nor encoded.
+        The encoded rows are kept for ``origin`` (see :meth:`encode`), so that
+        the next snapshot with the same rows reads them from there.
+        """
+        latest = self._latest_lists[index] if origin is not None else None
+        cached: list[bytes] = latest[1] if latest is not None and latest[0] is origin else []
+        known = cached
+        kept: list[bytes] = []
+        used = 0
+        for position, row in enumerate(rows):
+            if used >= budget:
+                break
+            if position < len(known):
+                encoded = known[position]
+            else:
+                if known is cached:  # the cached list is shared: extend a copy
+                    known = list(cached)
+                encoded = self._encoded_rows([row])[0]
+                known.append(encoded)
+            if used + len(encoded) > budget:  # its comma counts too
+                break
+            kept.append(encoded)
+            used += len(encoded)
+        if origin is not None and known is not cached:
+            self._latest_lists[index] = (origin, known)
+        return kept, used
 
     def _scrub_row(self, row: dict[str, Any]) -> dict[str, Any]:
         redactor = self._redactor
@@ -311,15 +437,25 @@ class PayloadEncoder:
 def event_attributes(snapshot: SystemSnapshot, payload: Payload) -> dict[str, Any]:
     """Return the attributes of the ``symphony.snapshot`` event."""
     totals = snapshot.codex_totals
+    completed = snapshot.completed_count
+    input_tokens = totals.get("input_tokens", 0)
+    output_tokens = totals.get("output_tokens", 0)
     return {
         ATTR_JSON: payload.text,
         ATTR_TRUNCATED: payload.truncated,
         ATTR_DROPPED_ROWS: payload.dropped_rows,
         "symphony.workers.running": len(snapshot.running),
         "symphony.retry_queue.size": len(snapshot.retrying),
-        "symphony.issues.completed": _attribute_int(snapshot.completed_count),
-        "symphony.tokens.input": _attribute_int(totals.get("input_tokens", 0)),
-        "symphony.tokens.output": _attribute_int(totals.get("output_tokens", 0)),
+        # A generated snapshot holds counts in range; only hand-built ones need the clamp.
+        "symphony.issues.completed": completed
+        if type(completed) is int and 0 <= completed <= _INT64_MAX
+        else _attribute_int(completed),
+        "symphony.tokens.input": input_tokens
+        if type(input_tokens) is int and 0 <= input_tokens <= _INT64_MAX
+        else _attribute_int(input_tokens),
+        "symphony.tokens.output": output_tokens
+        if type(output_tokens) is int and 0 <= output_tokens <= _INT64_MAX
+        else _attribute_int(output_tokens),
     }
 
 
@@ -348,6 +484,19 @@ def _dumps_json(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
         "utf-8"
     )
+
+
+def _plain_copy(value: Any, depth: int = 0) -> Any:
+    """Copy the dicts and lists of ``value``, down to ``_MAX_DEPTH`` levels."""
+    if depth >= _MAX_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return {k: _plain_copy(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_copy(item, depth + 1) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_plain_copy(item, depth + 1) for item in value)
+    return value
 
 
 def _repair(value: Any) -> Any:

@@ -19,6 +19,7 @@ read on the metric reader's thread.  Export happens on the SDK's own threads.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import threading
@@ -38,9 +39,9 @@ from symphony_otel.recorder.events import (
     event_attributes,
 )
 from symphony_otel.recorder.redaction import Redactor
-from symphony_otel.recorder.view import MonotonicTotals, SnapshotView, parse_rate_limits
+from symphony_otel.recorder.view import MonotonicTotals, RateLimitReader, SnapshotView
 from symphony_otel.settings import RecorderSettings
-from symphony_otel.snapshot import SnapshotGenerator, SystemSnapshot
+from symphony_otel.snapshot import RowOrigins, SnapshotGenerator, SystemSnapshot
 from symphony_otel.version import __version__
 
 __all__ = ["ATTR_ORCHESTRATOR_NAME", "INSTRUMENTATION_SCOPE", "OTelSnapshotGenerator"]
@@ -50,6 +51,7 @@ _logger = logging.getLogger(__name__)
 INSTRUMENTATION_SCOPE: Final = "symphony_otel"
 ATTR_ORCHESTRATOR_NAME: Final = "symphony.orchestrator.name"
 SPAN_NAME: Final = "symphony.snapshot"
+_INTERNAL: Final = trace.SpanKind.INTERNAL
 
 _ERROR_LOG_INTERVAL: Final = 60.0
 # The SDK's default cardinality limit per instrument (opentelemetry-sdk 1.45).
@@ -179,6 +181,9 @@ class OTelSnapshotGenerator(SnapshotGenerator):
             Redactor(redaction_hook, scrub_secrets=self.settings.redact_secrets),
             redact_locations=self.settings.redact_locations,
         )
+        self._rate_limit_reader = RateLimitReader(self._encoder.redact)
+        # The staleness threshold of the latest settings and poll interval.
+        self._stale_after: tuple[Any, Any, float] = (None, None, 0.0)
         self._totals = MonotonicTotals()
         self._own = MonotonicTotals()  # the recorder's own counters
         self._own_totals: dict[str, float] = {}
@@ -221,8 +226,8 @@ class OTelSnapshotGenerator(SnapshotGenerator):
         # The ticket is taken before the state is read, so that of two threads
         # the one that read the state later also wins in the recorded view.
         ticket = next(self._tickets)
-        snapshot = super().generate(state)
-        self._record_safely(snapshot, ticket)
+        snapshot, origins = self._generate(state)
+        self._record_safely(snapshot, ticket, origins)
         return snapshot
 
     def record(self, snapshot: SystemSnapshot) -> None:
@@ -232,11 +237,13 @@ class OTelSnapshotGenerator(SnapshotGenerator):
         """
         self._record_safely(snapshot, next(self._tickets))
 
-    def _record_safely(self, snapshot: SystemSnapshot, ticket: int) -> None:
+    def _record_safely(
+        self, snapshot: SystemSnapshot, ticket: int, origins: RowOrigins | None = None
+    ) -> None:
         if self._closed:
             return
         try:
-            self._record(snapshot, ticket)
+            self._record(snapshot, ticket, origins)
         except Exception as exc:  # never break the host over its observability
             self._own_totals = self._own.add("record_errors", 1)
             self._log_record_error(exc)
@@ -250,6 +257,8 @@ class OTelSnapshotGenerator(SnapshotGenerator):
         payload = self._encoder.build(snapshot)
         payload["running"] = [dict(row) for row in payload["running"]]
         payload["retrying"] = [dict(row) for row in payload["retrying"]]
+        # The encoder shares its scrubbed rate limits between payloads.
+        payload["rate_limits"] = copy.deepcopy(payload["rate_limits"])
         return payload
 
     def close(self) -> None:
@@ -272,7 +281,7 @@ class OTelSnapshotGenerator(SnapshotGenerator):
 
     # --- Recording -------------------------------------------------------------
 
-    def _record(self, snapshot: SystemSnapshot, ticket: int) -> None:
+    def _record(self, snapshot: SystemSnapshot, ticket: int, origins: RowOrigins | None) -> None:
         totals = snapshot.codex_totals
         growth = {
             "input_tokens": totals.get("input_tokens", 0),
@@ -280,8 +289,12 @@ class OTelSnapshotGenerator(SnapshotGenerator):
             "seconds_running": totals.get("seconds_running", 0),
             "completed": snapshot.completed_count,
         }
-        rate_limits = parse_rate_limits(snapshot.rate_limits, time.time()).redacted(self._encoder.redact)
-        stale_after = self.settings.stale_after_for(snapshot.poll_interval_ms)
+        rate_limits = self._rate_limit_reader.read(snapshot.rate_limits, time.time())
+        interval = snapshot.poll_interval_ms
+        stale = self._stale_after
+        if stale[0] is not self.settings or stale[1] != interval:
+            stale = self._stale_after = (self.settings, interval, self.settings.stale_after_for(interval))
+        stale_after = stale[2]
         with self._record_lock:
             # A snapshot read before the one recorded last is older: its event
             # is still sent, but it must not take the view back in time, nor
@@ -304,10 +317,10 @@ class OTelSnapshotGenerator(SnapshotGenerator):
                 len(snapshot.running),
                 self.settings.worker_series_limit,
             )
-        self._emit_event(snapshot)
+        self._emit_event(snapshot, origins)
 
-    def _emit_event(self, snapshot: SystemSnapshot) -> None:
-        payload = self._encoder.encode(snapshot)
+    def _emit_event(self, snapshot: SystemSnapshot, origins: RowOrigins | None) -> None:
+        payload = self._encoder.encode(snapshot, origins)
         if payload.dropped_rows:
             self._own_totals = self._own.add("dropped_rows", payload.dropped_rows)
         attributes = event_attributes(snapshot, payload)
@@ -316,9 +329,12 @@ class OTelSnapshotGenerator(SnapshotGenerator):
         if current.is_recording():
             self._add_event(current, attributes, mode)
             return
-        span = self._tracer.start_span(SPAN_NAME, kind=trace.SpanKind.INTERNAL)
+        span = self._tracer.start_span(SPAN_NAME, kind=_INTERNAL)
         try:
-            self._add_event(span, attributes, mode)
+            if mode == "span":
+                span.add_event(EVENT_NAME, attributes)
+            else:
+                self._add_event(span, attributes, mode)
         finally:
             span.end()
 

@@ -9,6 +9,7 @@ restart) is worked out here.
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -18,7 +19,13 @@ from typing import Any, Final
 
 from symphony_otel.snapshot import SystemSnapshot
 
-__all__ = ["MonotonicTotals", "RateLimitWindow", "SnapshotView", "parse_rate_limits"]
+__all__ = [
+    "MonotonicTotals",
+    "RateLimitReader",
+    "RateLimitWindow",
+    "SnapshotView",
+    "parse_rate_limits",
+]
 
 DEFAULT_RATE_LIMIT_ID: Final = "default"
 
@@ -99,12 +106,53 @@ def parse_rate_limits(payload: Mapping[str, Any] | None, now: float) -> RateLimi
         payload: The snapshot's ``rate_limits``.
         now: The current time in Unix seconds, for relative reset times.
     """
+    return _parse(payload, now)[0]
+
+
+def _parse(payload: Mapping[str, Any] | None, now: float) -> tuple[RateLimits, bool]:
+    """Parse ``payload``; the flag tells whether a reset time was relative to ``now``."""
     if not isinstance(payload, Mapping):
-        return RateLimits()
+        return RateLimits(), False
     windows: list[RateLimitWindow] = []
     credits: list[tuple[str, float]] = []
-    _read_limit(payload, None, now, windows, credits, depth=0)
-    return RateLimits(tuple(windows), tuple(credits))
+    relative: list[bool] = []
+    _read_limit(payload, None, now, windows, credits, relative, depth=0)
+    return RateLimits(tuple(windows), tuple(credits)), bool(relative)
+
+
+class RateLimitReader:
+    """Parses and scrubs each snapshot's rate limits, reusing the result while they stay equal.
+
+    The agent reports new limits a few times a minute, while a snapshot may be
+    taken many times a second.  A payload with a relative reset time
+    (``resets_in_seconds``) is parsed every time, because its reset moves
+    with the clock.
+    """
+
+    def __init__(self, redact: Callable[[str], str]) -> None:
+        self._redact = redact
+        self._latest: tuple[Any, RateLimits] | None = None
+
+    def read(self, payload: Mapping[str, Any] | None, now: float) -> RateLimits:
+        """Return the scrubbed readings of ``payload`` at Unix time ``now``."""
+        latest = self._latest
+        if latest is not None:
+            try:
+                if payload == latest[0]:
+                    return latest[1]
+            except Exception:  # a value's __eq__ raised (hand-built snapshots only)
+                pass
+        parsed, relative = _parse(payload, now)
+        parsed = parsed.redacted(self._redact)
+        latest = None
+        if not relative:
+            try:
+                # A copy, not the snapshot's own dict, which the host may change.
+                latest = (copy.deepcopy(payload), parsed)
+            except Exception:  # a value that cannot be copied: parse every time
+                latest = None
+        self._latest = latest
+        return parsed
 
 
 def _read_limit(
@@ -113,6 +161,7 @@ def _read_limit(
     now: float,
     windows: list[RateLimitWindow],
     credits: list[tuple[str, float]],
+    relative: list[bool],
     depth: int,
 ) -> None:
     keys = {_normalized(key): key for key in payload}
@@ -132,15 +181,17 @@ def _read_limit(
             if balance is not None:
                 credits.append((limit_id, balance))
         elif _WINDOW_KEYS & inner.keys():
-            windows.append(_read_window(limit_id, str(key), inner, now))
+            windows.append(_read_window(limit_id, str(key), inner, now, relative))
         else:
             nested.append((str(key), value))
     if depth == 0 and not windows and not credits:
         for key, value in nested:
-            _read_limit(value, key, now, windows, credits, depth + 1)
+            _read_limit(value, key, now, windows, credits, relative, depth + 1)
 
 
-def _read_window(limit_id: str, name: str, inner: Mapping[str, Any], now: float) -> RateLimitWindow:
+def _read_window(
+    limit_id: str, name: str, inner: Mapping[str, Any], now: float, relative: list[bool]
+) -> RateLimitWindow:
     utilization = None
     used_percent = _number(inner.get("usedpercent"))
     if used_percent is not None:
@@ -159,6 +210,7 @@ def _read_window(limit_id: str, name: str, inner: Mapping[str, Any], now: float)
             resets_in = _number(inner.get("resetinseconds"))
         if resets_in is not None:
             resets_at = now + max(resets_in, 0.0)
+            relative.append(True)
     return RateLimitWindow(limit_id, name, utilization, resets_at)
 
 
@@ -174,35 +226,48 @@ class MonotonicTotals:
     _previous: dict[str, float] = field(default_factory=dict)
     _totals: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # The totals that advance() returned last.  Callers only read them, so the
+    # same dict is returned again while the values do not change.
+    _latest: dict[str, float] | None = None
 
     def advance(self, values: Mapping[str, float]) -> dict[str, float]:
-        """Add the growth since the previous values and return the totals."""
+        """Add the growth since the previous values and return the totals (do not change them)."""
         with self._lock:
+            previous_values = self._previous
+            latest = self._latest
+            if latest is not None and values == previous_values:
+                return latest  # no growth: the totals are those returned last
+            totals = self._totals
             for name, value in values.items():
                 # Only a snapshot built by hand can hold a negative or
                 # non-finite total; it counts as zero.
-                if not (isinstance(value, int) or math.isfinite(value)) or value < 0:
+                if (type(value) is not int and not (isinstance(value, int) or math.isfinite(value))) or value < 0:
                     value = 0
-                previous = self._previous.get(name)
+                previous = previous_values.get(name)
                 if previous is None:
-                    self._totals[name] = value
+                    totals[name] = value
                 elif value >= previous:
-                    self._totals[name] += value - previous
+                    totals[name] += value - previous
                 else:
-                    self._totals[name] += value
-                self._previous[name] = value
-            return dict(self._totals)
+                    totals[name] += value
+                previous_values[name] = value
+            latest = self._latest = totals.copy()
+            return latest
 
     def add(self, name: str, amount: float) -> dict[str, float]:
         """Add ``amount`` to the total ``name`` and return the totals."""
         with self._lock:
             self._totals[name] = self._totals.get(name, 0) + amount
+            self._latest = None
             return dict(self._totals)
 
 
-@dataclass(frozen=True)
 class SnapshotView:
     """Everything the callbacks read about one snapshot.
+
+    A view is never changed after it is made (a plain class with slots rather
+    than a frozen dataclass, whose ``__init__`` costs several times more, on
+    every snapshot).
 
     Attributes:
         snapshot: The snapshot.
@@ -213,11 +278,21 @@ class SnapshotView:
             ``output_tokens``, ``seconds_running``, ``completed``.
     """
 
-    snapshot: SystemSnapshot
-    recorded_at: float
-    stale_after: float
-    rate_limits: RateLimits
-    totals: Mapping[str, float]
+    __slots__ = ("rate_limits", "recorded_at", "snapshot", "stale_after", "totals")
+
+    def __init__(
+        self,
+        snapshot: SystemSnapshot,
+        recorded_at: float,
+        stale_after: float,
+        rate_limits: RateLimits,
+        totals: Mapping[str, float],
+    ) -> None:
+        self.snapshot = snapshot
+        self.recorded_at = recorded_at
+        self.stale_after = stale_after
+        self.rate_limits = rate_limits
+        self.totals = totals
 
     def is_fresh(self, now: float | None = None) -> bool:
         """Return whether the snapshot is recent enough for the level gauges."""

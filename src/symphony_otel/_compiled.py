@@ -124,19 +124,23 @@ def compile_rows_reader(
         "        try:",
         "            values = VALUES",
         "            hit = cache_get(values[1])",
-        "            if hit is not None and hit[0] == values:",
-        "                row = hit[1]",
-        "                append(row.copy())",
-        "                if kept is not None:",
-        "                    seen.append(values)",
-        "                    kept.append(row)",
-        "                continue",
+        "            if hit is not None:",
+        "                if hit[0] == values:",
+        "                    row = hit[1]",
+        "                    append(row.copy())",
+        "                    if kept is not None:",
+        "                        seen.append(values)",
+        "                        kept.append(row)",
+        "                    continue",
+        "                cached = hit[0]",
         "        except Exception:",
         "            append(slow_row(e, key))",
         "            kept = None",
         "            continue",
     ]
     checks: list[str] = []
+    count_checks: list[str] = []
+    same: list[str] = []  # conditions under which a field holds the remembered object
     values: dict[str, str] = {}
     dotted: list[str] = []
     for name in kinds:
@@ -146,19 +150,35 @@ def compile_rows_reader(
             continue
         variable = f"v{len(dotted)}"
         dotted.append(".".join(candidates[0]))
-        checks.append(_check(kinds[name], variable, more=len(candidates) > 1))
+        check = _check(kinds[name], variable, more=len(candidates) > 1)
+        checks.append(check)
+        if kinds[name] == _COUNT:
+            count_checks.append(check)
+        else:
+            same.append(f"{variable} is cached[{len(dotted)}]")
         values[name] = variable
+    times = [name for name, kind in kinds.items() if kind == _TIME and values[name].startswith("v")]
     lines += [
         "        _, " + ", ".join(f"v{index}" for index in range(len(dotted))) + " = values",
-        "        if not (" + " and ".join(checks or ["True"]) + "):",
-        "            append(slow_row(e, key))",
-        "            kept = None",
-        "            continue",
+        # Only counts changed since the entry was last read (a turn added
+        # tokens): the other fields are the objects checked then.
+        "        if hit is not None and " + " and ".join(same or ["True"]) + ":",
+        "            if not (" + " and ".join(count_checks or ["True"]) + "):",
+        "                append(slow_row(e, key))",
+        "                kept = None",
+        "                continue",
     ]
-    for name, kind in kinds.items():
-        if kind == _TIME and values[name].startswith("v"):
-            lines += _time_lines(values[name])
-            values[name] = f"text_{values[name]}"
+    lines += [f"            text_{values[name]} = hit[1][{name!r}]" for name in times]
+    lines += [
+        "        else:",
+        "            if not (" + " and ".join(checks or ["True"]) + "):",
+        "                append(slow_row(e, key))",
+        "                kept = None",
+        "                continue",
+    ]
+    for name in times:
+        lines += _time_lines(values[name])
+        values[name] = f"text_{values[name]}"
     if values.get("codex_total_tokens") == "None":
         values["codex_total_tokens"] = (
             f"{values['codex_input_tokens']} + {values['codex_output_tokens']}"
@@ -233,15 +253,16 @@ def _check(kind: str, variable: str, *, more: bool) -> str:
 
 def _time_lines(variable: str) -> list[str]:
     return [
-        f"        hit = time_by_id.get(id({variable}))",
-        f"        if hit is not None and hit[0] is {variable}:",
-        f"            text_{variable} = hit[1]",
-        "        else:",
-        f"            text_{variable} = format_datetime({variable})",
-        f"            if text_{variable} is None:",
-        "                append(slow_row(e, key))",
-        "                continue",
-        f"            time_by_id[id({variable})] = ({variable}, text_{variable})",
+        f"            hit = time_by_id.get(id({variable}))",
+        f"            if hit is not None and hit[0] is {variable}:",
+        f"                text_{variable} = hit[1]",
+        "            else:",
+        f"                text_{variable} = format_datetime({variable})",
+        f"                if text_{variable} is None:",
+        "                    append(slow_row(e, key))",
+        "                    kept = None",
+        "                    continue",
+        f"                time_by_id[id({variable})] = ({variable}, text_{variable})",
     ]
 
 

@@ -100,7 +100,7 @@ def compile_rows_reader(
         "    if previous is not None and len(previous) == len(items):",
         "        try:",
         "            for e, values in zip(entries, previous):",
-        "                if VALUES != values:",
+        "                if type(e) is not cls or VALUES != values:",
         "                    break",
         "            else:",
         "                return list(map(copy_row, last[1])), last[1]",
@@ -123,7 +123,7 @@ def compile_rows_reader(
         "            continue",
         "        try:",
         "            values = VALUES",
-        "            hit = cache_get(values[1])",
+        "            hit = cache_get(values[0])",
         "            if hit is not None:",
         "                if hit[0] == values:",
         "                    row = hit[1]",
@@ -155,11 +155,11 @@ def compile_rows_reader(
         if kinds[name] == _COUNT:
             count_checks.append(check)
         else:
-            same.append(f"{variable} is cached[{len(dotted)}]")
+            same.append(f"{variable} is cached[{len(dotted) - 1}]")
         values[name] = variable
     times = [name for name, kind in kinds.items() if kind == _TIME and values[name].startswith("v")]
     lines += [
-        "        _, " + ", ".join(f"v{index}" for index in range(len(dotted))) + " = values",
+        "        " + ", ".join(f"v{index}" for index in range(len(dotted))) + " = values",
         # Only counts changed since the entry was last read (a turn added
         # tokens): the other fields are the objects checked then.
         "        if hit is not None and " + " and ".join(same or ["True"]) + ":",
@@ -186,12 +186,13 @@ def compile_rows_reader(
     if values.get("delay_type") == "None":
         values["delay_type"] = f"'continuation' if {values['error']} is None else 'failure'"
     row = ", ".join(f"{name!r}: {values[name]}" for name in kinds)
-    # The class goes first, so that equal values imply the same class.
-    loads = "(type(e), " + ", ".join(f"e.{path}" for path in dotted) + ")"
+    # Only strings, ints, datetimes and None: the garbage collector stops
+    # tracking such tuples, so the remembered values cost its passes nothing.
+    loads = "(" + ", ".join(f"e.{path}" for path in dotted) + ",)"
     lines = [line.replace("VALUES", loads) for line in lines]
     lines += [
         "        row = {" + row + "}",
-        "        cache[values[1]] = (values, row)",
+        "        cache[values[0]] = (values, row)",
         "        append(row.copy())",
         "        if kept is not None:",
         "            seen.append(values)",

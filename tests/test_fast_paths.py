@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 import states
+from metrics_helpers import collect, only
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import MeterProvider
@@ -313,7 +314,7 @@ class _TwoQueues:
     retry_queue: Any
 
 
-def test_state_with_two_names_for_one_value_reads_leniently() -> None:
+def test_state_two_retry_names_lenient() -> None:
     assert _compiled.compile_state_reader(_TwoQueues({}, None, {})) is None
     state = _TwoQueues({}, None, {"x": {"issue_id": "x", "identifier": "ENG-9", "attempt": 2}})
     assert SnapshotGenerator().generate(state).retrying[0]["identifier"] == "ENG-9"
@@ -411,6 +412,8 @@ def test_recorded_payload_equals_a_whole_encoding(limit: int) -> None:
     for step in range(4):
         if step == 2:
             state.running["issue-5"].codex_output_tokens += 1  # one row changes
+        if step == 3:
+            state.codex_rate_limits["primary"]["used_percent"] = 99.0  # changed in place
         snapshot = generator.generate(state)
         payload = json.loads(_payloads(exporter)[-1])
         expected = generator.redacted_dict(snapshot)
@@ -429,4 +432,22 @@ def test_recorded_payload_equals_a_whole_encoding(limit: int) -> None:
         assert payload == expected
         assert _payloads(exporter)[-1] == orjson.dumps(expected).decode()
     assert "sk-proj-" not in "".join(_payloads(exporter))
+    assert json.loads(_payloads(exporter)[-1])["rate_limits"]["primary"]["used_percent"] == 99.0
+    generator.close()
+
+
+def test_rate_limit_gauge_follows_payload_changes() -> None:
+    reader = InMemoryMetricReader()
+    generator = OTelSnapshotGenerator(
+        meter_provider=MeterProvider(metric_readers=[reader]), tracer_provider=TracerProvider()
+    )
+    state = _state("dataclass", [_valid_running(0)], [])
+    utilization = []
+    for used_percent in (42.0, 42.0, 80.0, 80.0):
+        state.codex_rate_limits["primary"]["used_percent"] = used_percent
+        generator.generate(state)
+        points = only(collect(reader), "symphony.rate_limit.utilization")
+        assert len(points) == 1
+        utilization.extend(points.values())
+    assert utilization == [0.42, 0.42, 0.8, 0.8]
     generator.close()

@@ -829,12 +829,13 @@ def test_threads_latest_view_has_highest_totals(telemetry: Telemetry, monkeypatc
     release = threading.Event()
     real_view = generator_module.SnapshotView
 
-    def slow_view(**fields: Any) -> Any:
+    def slow_view(*args: Any, **fields: Any) -> Any:
         # The first generate() stalls between advancing the totals and swapping in its view.
-        if fields["snapshot"].codex_totals["input_tokens"] == 100:
+        snapshot = args[0] if args else fields["snapshot"]
+        if snapshot.codex_totals["input_tokens"] == 100:
             entered.set()
             release.wait(timeout=2)
-        return real_view(**fields)
+        return real_view(*args, **fields)
 
     monkeypatch.setattr(generator_module, "SnapshotView", slow_view)
     first = threading.Thread(target=generator.generate, args=(totals_state(100, 0, 0, 0),))

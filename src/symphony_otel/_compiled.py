@@ -2,18 +2,17 @@
 
 For a class of entries with a fixed set of attributes (a dataclass, a slotted
 class, a pydantic model), this module writes and compiles one Python function
-that reads every entry of that class with one ``operator.attrgetter`` call and
-exact type checks, much as a hand-written dict comprehension would.  An entry
+that reads every entry of that class with plain attribute loads and exact
+type checks, much as a hand-written dict comprehension would.  An entry
 that is not of that class, or whose values are not the plain types of a valid
 row (a ``str`` in ASCII, an ``int`` count in range, a ``datetime``), goes to
 the lenient reader of :mod:`symphony_otel._reading` instead, so the two paths
 always build the same row.
 
-Each reader remembers, by map key, the values it read from each entry and the
-row it built from them.  When an entry's values compare equal to the
-remembered ones, the row is copied instead of checked again: most entries of a
-snapshot are the same as in the previous one.  (Entries of a list share the
-key None, so for them only a run of equal entries reuses a row.)  Equal values make the same row, with one
+Each reader remembers, by issue id, the values it read from each entry and
+the row it built from them.  When an entry's values compare equal to the
+remembered ones, the row is copied instead of checked again, because most
+entries of a snapshot are the same as in the previous one.  Equal values make the same row, with one
 exception: a value that compares equal to a remembered count but is not an
 ``int`` (``True`` for 1, ``2.0`` for 2) is recorded as that count, where a
 fresh read would convert it or count it as invalid.
@@ -109,7 +108,7 @@ def compile_rows_reader(
         "    rows = []",
         "    append = rows.append",
         "    seen = []",
-        "    kept = []",
+        "    own_rows = []",
         "    cache_get = cache.get",
         "    bound = 2 * len(items) + 256",
         "    if len(cache) > bound:",
@@ -119,7 +118,7 @@ def compile_rows_reader(
         "    for key, e in items:",
         "        if type(e) is not cls:",
         "            append(slow_row(e, key))",
-        "            kept = None",
+        "            own_rows = None",
         "            continue",
         "        try:",
         "            values = VALUES",
@@ -128,19 +127,19 @@ def compile_rows_reader(
         "                if hit[0] == values:",
         "                    row = hit[1]",
         "                    append(row.copy())",
-        "                    if kept is not None:",
+        "                    if own_rows is not None:",
         "                        seen.append(values)",
-        "                        kept.append(row)",
+        "                        own_rows.append(row)",
         "                    continue",
         "                cached = hit[0]",
         "        except Exception:",
         "            append(slow_row(e, key))",
-        "            kept = None",
+        "            own_rows = None",
         "            continue",
     ]
     checks: list[str] = []
     count_checks: list[str] = []
-    same: list[str] = []  # conditions under which a field holds the remembered object
+    same: list[str] = []  # conditions under which a field is still the remembered object
     values: dict[str, str] = {}
     dotted: list[str] = []
     for name in kinds:
@@ -165,7 +164,7 @@ def compile_rows_reader(
         "        if hit is not None and " + " and ".join(same or ["True"]) + ":",
         "            if not (" + " and ".join(count_checks or ["True"]) + "):",
         "                append(slow_row(e, key))",
-        "                kept = None",
+        "                own_rows = None",
         "                continue",
     ]
     lines += [f"            text_{values[name]} = hit[1][{name!r}]" for name in times]
@@ -173,7 +172,7 @@ def compile_rows_reader(
         "        else:",
         "            if not (" + " and ".join(checks or ["True"]) + "):",
         "                append(slow_row(e, key))",
-        "                kept = None",
+        "                own_rows = None",
         "                continue",
     ]
     for name in times:
@@ -194,11 +193,11 @@ def compile_rows_reader(
         "        row = {" + row + "}",
         "        cache[values[0]] = (values, row)",
         "        append(row.copy())",
-        "        if kept is not None:",
+        "        if own_rows is not None:",
         "            seen.append(values)",
-        "            kept.append(row)",
-        "    latest[0] = (None, None) if kept is None else (seen, kept)",
-        "    return rows, kept",
+        "            own_rows.append(row)",
+        "    latest[0] = (None, None) if own_rows is None else (seen, own_rows)",
+        "    return rows, own_rows",
     ]
 
     namespace: dict[str, Any] = {
@@ -261,7 +260,7 @@ def _time_lines(variable: str) -> list[str]:
         f"                text_{variable} = format_datetime({variable})",
         f"                if text_{variable} is None:",
         "                    append(slow_row(e, key))",
-        "                    kept = None",
+        "                    own_rows = None",
         "                    continue",
         f"                time_by_id[id({variable})] = ({variable}, text_{variable})",
     ]
@@ -287,9 +286,9 @@ def compile_state_reader(sample: Any) -> StateReader | None:
     """Compile a reader of the values of ``STATE_GROUPS`` for the class of ``sample``.
 
     Only a class with fixed attributes that has at most one of each group's
-    paths compiles: where a state has several (``retry_attempts`` and
-    ``retry_queue``), which one holds the value can change from one call to
-    the next, and the lenient reader decides each time.  The reader raises
+    paths compiles.  Where a state has several (``retry_attempts`` and
+    ``retry_queue``), the one that contains the value can change from one call
+    to the next, so the lenient reader decides each time.  The reader raises
     (an ``AttributeError``, or whatever a property raises) where a nested path
     is missing; the caller then reads the state leniently.
 
@@ -322,9 +321,9 @@ def compile_totals_reader(sample: Any) -> TotalsReader | None:
     """Compile a reader of token totals for the class of ``sample``.
 
     The class must have fixed attributes and all of ``TOTALS_KEYS``.  The
-    reader returns the totals when every value is of its plain valid type (an
-    ``int`` count in range; for ``seconds_running`` also a ``float`` in that
-    range), and None otherwise, for the lenient reader.
+    reader returns the totals when every value is an ``int`` count in range
+    (``seconds_running`` may also be a ``float`` in that range).  Otherwise it
+    returns None, and the caller uses the lenient reader.
     """
     if isinstance(sample, Mapping) or not _reading.has_fixed_attributes(type(sample)):
         return None

@@ -214,8 +214,9 @@ RETRY_FIELDS = tuple(f.name for f in fields(RetryEntry))
 
 
 _UNSEEN: Any = object()
-# The generator's own copies of a snapshot's running and retrying rows.
-RowOrigins = tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]
+# The sources a snapshot was copied from: the generator's own copies of its running
+# rows, of its retrying rows and of its rate limits (see SnapshotGenerator._generate).
+Origins = tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None, object | None]
 _SIZED = frozenset({set, frozenset, list, tuple, dict})
 _CONTAINERS = frozenset({dict, list})
 _EXACT_FLOAT = 2**53  # ints up to this size are floats exactly
@@ -277,13 +278,15 @@ class SnapshotGenerator:
         """
         return self._generate(state)[0]
 
-    def _generate(self, state: Any) -> tuple[SystemSnapshot, RowOrigins]:
-        """Generate a snapshot, and the generator's own copies of its rows.
+    def _generate(self, state: Any) -> tuple[SystemSnapshot, Origins]:
+        """Generate a snapshot, and what the generator copied its rows and rate limits from.
 
-        The copies are lists that the generator never changes, and the same list
-        objects again as long as no entry changes, so a subclass can reuse work
-        it did for the previous snapshot's rows.  Either list is None when some
-        of its rows took the lenient path.
+        Those are the generator's own copies, which it never changes: a list of
+        running rows, a list of retrying rows and an object that represents the
+        rate limits.  Each is the same object again as long as its part of the
+        state does not change, so a subclass can reuse the work it did for the
+        previous snapshot.  Each is None when it cannot be told (some rows took
+        the lenient path, or there are no rate limits).
         """
         report = self.value_report
         (
@@ -299,12 +302,13 @@ class SnapshotGenerator:
         ) = self._read_state(state)
         running, running_origins = self._running.read(running_map)
         retrying, retry_origins = self._retrying.read(retry_map)
+        rate_limits_copy, rate_limits_origin = self._copy_rate_limits(rate_limits, report)
         snapshot = SystemSnapshot(
             running,
             retrying,
             len(completed) if type(completed) in _SIZED else _reading.count_of(completed, "completed", report),
             self._read_totals(totals, report),
-            self._copy_rate_limits(rate_limits, report),
+            rate_limits_copy,
             poll_interval
             if type(poll_interval) is int and 0 <= poll_interval <= _reading.INT64_MAX
             else _reading.read_count(poll_interval, "poll_interval_ms", report),
@@ -321,7 +325,7 @@ class SnapshotGenerator:
             else _reading.read_optional_number(next_due, "next_poll_due_at_ms", report),
             _utc_now_iso(),
         )
-        return snapshot, (running_origins, retry_origins)
+        return snapshot, (running_origins, retry_origins, rate_limits_origin)
 
     @staticmethod
     def _format_datetime(value: Any) -> str | None:
@@ -386,42 +390,47 @@ class SnapshotGenerator:
                 return read
         return _read_totals(totals, report)
 
-    def _copy_rate_limits(self, value: Any, report: ValueReport) -> dict[str, Any] | None:
+    def _copy_rate_limits(self, value: Any, report: ValueReport) -> tuple[dict[str, Any] | None, object | None]:
         """Copy the rate limits, reusing the previous copy while the payload equals it.
 
         The payload changes only when the agent reports new limits, while a
         snapshot is taken on every poll.  Equality is Python's, so numbers that
         compare equal (``50`` and ``50.0``) keep the previous copy's type.
+
+        Returns:
+            The copy, and the generator's own record it was copied from (see
+            :meth:`_generate`), or None for either.
         """
         if value is MISSING or value is None:
-            return None
+            return None, None
         previous = self._rate_limits_copy
         if previous is not None:
             try:
                 if value == previous[0]:
                     shallow = previous[1]
                     if shallow is None:
-                        return _copy_json(previous[0])
+                        return _copy_json(previous[0]), previous
                     copied = previous[0].copy()
                     for key in shallow:
                         copied[key] = copied[key].copy()
-                    return copied
+                    return copied, previous
             except Exception:  # a host value's __eq__ raised: copy it afresh
                 pass
         copied = _copy_rate_limits(value, report)
         if copied is None:
             self._rate_limits_copy = None
-        else:
-            # Agents report windows two levels deep, where copying the payload
-            # and each of its containers will do; deeper ones are copied whole.
-            containers = tuple(key for key, item in copied.items() if type(item) in _CONTAINERS)
-            deeper = any(
-                type(inner) in _CONTAINERS
-                for key in containers
-                for inner in (copied[key].values() if type(copied[key]) is dict else copied[key])
-            )
-            self._rate_limits_copy = (_copy_json(copied), None if deeper else containers)
-        return copied
+            return None, None
+        # Agents report windows two levels deep, where copying the payload and
+        # each of its containers will do; deeper ones are copied whole.
+        containers = tuple(key for key, item in copied.items() if type(item) in _CONTAINERS)
+        deeper = any(
+            type(inner) in _CONTAINERS
+            for key in containers
+            for inner in (copied[key].values() if type(copied[key]) is dict else copied[key])
+        )
+        record = (_copy_json(copied), None if deeper else containers)
+        self._rate_limits_copy = record
+        return copied, record
 
     def _extract_totals(self, state: Any, report: ValueReport) -> dict[str, Any]:
         return _read_totals(_reading.read_state_value(state, _reading.STATE_TOTALS), report)
@@ -462,7 +471,7 @@ class _RowSource:
             The rows, and the reader's own copies of them (see
             ``SnapshotGenerator._generate``).
 
-        A plain dict is read in place; when the host changes its size meanwhile
+        A plain dict is read in place.  When the host changes its size meanwhile
         (a ``RuntimeError``), it is read again from a copy, as any other
         container is.
         """
@@ -471,13 +480,13 @@ class _RowSource:
             # The reader that read every row of the previous snapshot: no need
             # to look up the class of the first entry.
             try:
-                rows, kept = last(container.items(), container.values())
+                rows, own_rows = last(container.items(), container.values())
             except RuntimeError:  # the host changed the dict while it was read
                 pass
             else:
-                if kept is None:  # some rows took the lenient path: look the class up next time
+                if own_rows is None:  # some rows took the lenient path: look the class up next time
                     self._last = None
-                return rows, kept
+                return rows, own_rows
         items: Any = None
         if type(container) is dict:
             if not container:
@@ -497,10 +506,10 @@ class _RowSource:
                 reader = self._reader_for(sample[1])
                 if reader is None:
                     return [self._slow_row(entry, key) for key, entry in items], None
-                rows, kept = reader(items, entries)
-                if kept is not None:
+                rows, own_rows = reader(items, entries)
+                if own_rows is not None:
                     self._last = reader
-                return rows, kept
+                return rows, own_rows
             except RuntimeError:  # the host changed the dict while it was read
                 items = _reading.items_of(container, self._field, self._report)
                 if not items:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from symphony_otel.recorder.redaction import Redactor
-from symphony_otel.snapshot import RowOrigins, SystemSnapshot
+from symphony_otel.snapshot import Origins, SystemSnapshot
 
 try:  # orjson is several times faster; the json module gives the same bytes' meaning.
     import orjson as _orjson
@@ -49,6 +49,7 @@ _LOCATION_FIELDS: Final = ("worker_host", "workspace_path")
 _TYPICAL_ROW_BYTES: Final = 256
 _STRINGS_PER_ROW: Final = 6
 _MAX_DEPTH: Final = 16
+_NO_ORIGINS: Final = (None, None, None)
 # Running rows change with every turn, so the row cache is kept small: twice
 # the rows of the latest snapshot, and at least this many.
 _MIN_ROWS_GENERATION: Final = 64
@@ -119,21 +120,22 @@ class PayloadEncoder:
         # The latest row origins (running, retrying) and their encoded rows.
         self._latest_lists: list[tuple[list[dict[str, Any]], list[bytes]] | None] = [None, None]
         # The latest rate limits and their scrubbed copy.
-        self._rate_limits_latest: tuple[Any, Any] | None = None
+        self._rate_limits_latest: tuple[Any, Any, object | None] | None = None
         self._redact_locations = redact_locations
         self._dumps: Callable[[Any], bytes] = (
             _dumps_orjson if use_orjson and _orjson is not None else _dumps_json
         )
 
-    def encode(self, snapshot: SystemSnapshot, origins: RowOrigins | None = None) -> Payload:
+    def encode(self, snapshot: SystemSnapshot, origins: Origins | None = None) -> Payload:
         """Build, scrub and encode the payload of ``snapshot``.
 
         Args:
             snapshot: The snapshot.
-            origins: The generator's own copies of the snapshot's rows, from
-                ``SnapshotGenerator._generate``.  While a list is the same
-                object as for the previous snapshot, its rows are the same,
-                and their encoded bytes are reused without looking up each row.
+            origins: What the generator copied the snapshot's rows and rate
+                limits from, as ``SnapshotGenerator._generate`` returns them.
+                While one is the same object as for the previous snapshot, its
+                part of the payload is the same, and its scrubbed or encoded
+                form is reused without looking up each row or comparing values.
         """
         rows = len(snapshot.running) + len(snapshot.retrying)
         self._redactor.expect(rows * _STRINGS_PER_ROW)
@@ -142,9 +144,9 @@ class PayloadEncoder:
             # Far more rows than can fit: encode row by row and stop at the
             # limit, instead of encoding (and scrubbing) rows that are dropped.
             return self._encode_until_full(snapshot, origins)
-        running_origin, retry_origin = origins if origins is not None else (None, None)
+        running_origin, retry_origin, rate_limits_origin = origins if origins is not None else _NO_ORIGINS
         data = self._joined(
-            self._tail(snapshot),
+            self._tail(snapshot, rate_limits_origin),
             self._encoded_list(snapshot.running, running_origin, 0),
             self._encoded_list(snapshot.retrying, retry_origin, 1),
         )
@@ -190,7 +192,7 @@ class PayloadEncoder:
         """Return a comma and the JSON of each row scrubbed, cached by the row's values.
 
         A row that is the same as in the previous snapshot is neither scrubbed
-        nor encoded again; its bytes are reused.
+        nor encoded again, because its bytes are reused.
         """
         current = self._encoded_current
         encoded_rows = []
@@ -255,13 +257,15 @@ class PayloadEncoder:
         head["codex_totals"] = dict(snapshot.codex_totals)
         return head
 
-    def _tail(self, snapshot: SystemSnapshot) -> dict[str, Any]:
+    def _tail(self, snapshot: SystemSnapshot, rate_limits_origin: object | None = None) -> dict[str, Any]:
         """Return the payload's fields after the rows, sharing ``codex_totals`` with the snapshot."""
         rate_limits = snapshot.rate_limits
         return {
             "completed_count": snapshot.completed_count,
             "codex_totals": snapshot.codex_totals,
-            "rate_limits": None if rate_limits is None else self._scrubbed_rate_limits(rate_limits),
+            "rate_limits": None
+            if rate_limits is None
+            else self._scrubbed_rate_limits(rate_limits, rate_limits_origin),
             "poll_interval_ms": snapshot.poll_interval_ms,
             "max_concurrent_agents": snapshot.max_concurrent_agents,
             "poll_check_in_progress": snapshot.poll_check_in_progress,
@@ -269,35 +273,39 @@ class PayloadEncoder:
             "generated_at": snapshot.generated_at,
         }
 
-    def _scrubbed_rate_limits(self, rate_limits: Any) -> Any:
+    def _scrubbed_rate_limits(self, rate_limits: Any, origin: object | None = None) -> Any:
         """Return the scrubbed copy of ``rate_limits``, reused while they equal the previous ones.
 
-        The copy is shared by the payloads built meanwhile, so it is never changed.
+        The copy is shared by the payloads built meanwhile, so it is never
+        changed.  ``origin`` (see :meth:`encode`) saves the comparison.
         """
         latest = self._rate_limits_latest
         if latest is not None:
+            if origin is not None and latest[2] is origin:
+                return latest[1]
             try:
                 if rate_limits == latest[0]:
                     return latest[1]
             except Exception:  # a value's __eq__ raised (hand-built snapshots only)
                 pass
         scrubbed = self._scrub_value(rate_limits)
-        # The key is a copy too (scrubbing with a no-op): the snapshot's own dict
-        # may change after this call.
-        self._rate_limits_latest = (_plain_copy(rate_limits), scrubbed)
+        # The key is a copy (plain dicts and lists), because the snapshot's own
+        # dict may change after this call.  Holding the origin keeps its id
+        # from being reused.
+        self._rate_limits_latest = (_plain_copy(rate_limits), scrubbed, origin)
         return scrubbed
 
-    def _encode_until_full(self, snapshot: SystemSnapshot, origins: RowOrigins | None = None) -> Payload:
-        tail = self._tail(snapshot)
+    def _encode_until_full(self, snapshot: SystemSnapshot, origins: Origins | None = None) -> Payload:
+        running_origin, retry_origin, rate_limits_origin = origins if origins is not None else _NO_ORIGINS
+        tail = self._tail(snapshot, rate_limits_origin)
         # No count of dropped_rows has more digits than the number of rows.
         widest = dict(
             tail, dropped_rows={"running": len(snapshot.running), "retrying": len(snapshot.retrying)}
         )
         budget = self.limit - len(self._joined(widest, [], []))
-        running_origin, retry_origin = origins if origins is not None else (None, None)
         running, used = self._rows_within(snapshot.running, running_origin, 0, budget)
         retrying: list[bytes] = []
-        if len(running) == len(snapshot.running):  # the kept rows are a prefix of both lists
+        if len(running) == len(snapshot.running):  # the rows kept are a prefix of both lists
             retrying, used = self._rows_within(snapshot.retrying, retry_origin, 1, budget - used)
 
         dropped = len(snapshot.running) + len(snapshot.retrying) - len(running) - len(retrying)
@@ -330,7 +338,7 @@ class PayloadEncoder:
         latest = self._latest_lists[index] if origin is not None else None
         cached: list[bytes] = latest[1] if latest is not None and latest[0] is origin else []
         known = cached
-        kept: list[bytes] = []
+        fitting: list[bytes] = []
         used = 0
         for position, row in enumerate(rows):
             if used >= budget:
@@ -344,11 +352,11 @@ class PayloadEncoder:
                 known.append(encoded)
             if used + len(encoded) > budget:  # its comma counts too
                 break
-            kept.append(encoded)
+            fitting.append(encoded)
             used += len(encoded)
         if origin is not None and known is not cached:
             self._latest_lists[index] = (origin, known)
-        return kept, used
+        return fitting, used
 
     def _scrub_row(self, row: dict[str, Any]) -> dict[str, Any]:
         redactor = self._redactor
@@ -446,7 +454,7 @@ def event_attributes(snapshot: SystemSnapshot, payload: Payload) -> dict[str, An
         ATTR_DROPPED_ROWS: payload.dropped_rows,
         "symphony.workers.running": len(snapshot.running),
         "symphony.retry_queue.size": len(snapshot.retrying),
-        # A generated snapshot holds counts in range; only hand-built ones need the clamp.
+        # A generated snapshot has counts in range, so only hand-built ones need the clamp.
         "symphony.issues.completed": completed
         if type(completed) is int and 0 <= completed <= _INT64_MAX
         else _attribute_int(completed),

@@ -41,7 +41,7 @@ from symphony_otel.recorder.events import (
 from symphony_otel.recorder.redaction import Redactor
 from symphony_otel.recorder.view import MonotonicTotals, RateLimitReader, SnapshotView
 from symphony_otel.settings import RecorderSettings
-from symphony_otel.snapshot import RowOrigins, SnapshotGenerator, SystemSnapshot
+from symphony_otel.snapshot import Origins, SnapshotGenerator, SystemSnapshot
 from symphony_otel.version import __version__
 
 __all__ = ["ATTR_ORCHESTRATOR_NAME", "INSTRUMENTATION_SCOPE", "OTelSnapshotGenerator"]
@@ -238,7 +238,7 @@ class OTelSnapshotGenerator(SnapshotGenerator):
         self._record_safely(snapshot, next(self._tickets))
 
     def _record_safely(
-        self, snapshot: SystemSnapshot, ticket: int, origins: RowOrigins | None = None
+        self, snapshot: SystemSnapshot, ticket: int, origins: Origins | None = None
     ) -> None:
         if self._closed:
             return
@@ -281,7 +281,7 @@ class OTelSnapshotGenerator(SnapshotGenerator):
 
     # --- Recording -------------------------------------------------------------
 
-    def _record(self, snapshot: SystemSnapshot, ticket: int, origins: RowOrigins | None) -> None:
+    def _record(self, snapshot: SystemSnapshot, ticket: int, origins: Origins | None) -> None:
         totals = snapshot.codex_totals
         growth = {
             "input_tokens": totals.get("input_tokens", 0),
@@ -289,11 +289,14 @@ class OTelSnapshotGenerator(SnapshotGenerator):
             "seconds_running": totals.get("seconds_running", 0),
             "completed": snapshot.completed_count,
         }
-        rate_limits = self._rate_limit_reader.read(snapshot.rate_limits, time.time())
+        rate_limits = self._rate_limit_reader.read(
+            snapshot.rate_limits, origin=origins[2] if origins is not None else None
+        )
+        settings = self.settings
         interval = snapshot.poll_interval_ms
         stale = self._stale_after
-        if stale[0] is not self.settings or stale[1] != interval:
-            stale = self._stale_after = (self.settings, interval, self.settings.stale_after_for(interval))
+        if stale[0] is not settings or stale[1] != interval:
+            stale = self._stale_after = (settings, interval, settings.stale_after_for(interval))
         stale_after = stale[2]
         with self._record_lock:
             # A snapshot read before the one recorded last is older: its event
@@ -302,13 +305,9 @@ class OTelSnapshotGenerator(SnapshotGenerator):
             if ticket > self._latest_ticket:
                 self._latest_ticket = ticket
                 self._view = SnapshotView(
-                    snapshot=snapshot,
-                    recorded_at=time.monotonic(),
-                    stale_after=stale_after,
-                    rate_limits=rate_limits,
-                    totals=self._totals.advance(growth),
+                    snapshot, time.monotonic(), stale_after, rate_limits, self._totals.advance(growth)
                 )
-        if len(snapshot.running) > self.settings.worker_series_limit and not self._overflow_warned:
+        if len(snapshot.running) > settings.worker_series_limit and not self._overflow_warned:
             self._overflow_warned = True
             _logger.warning(
                 "%d workers run, more than the worker series limit of %d; the others share "
@@ -319,7 +318,7 @@ class OTelSnapshotGenerator(SnapshotGenerator):
             )
         self._emit_event(snapshot, origins)
 
-    def _emit_event(self, snapshot: SystemSnapshot, origins: RowOrigins | None) -> None:
+    def _emit_event(self, snapshot: SystemSnapshot, origins: Origins | None) -> None:
         payload = self._encoder.encode(snapshot, origins)
         if payload.dropped_rows:
             self._own_totals = self._own.add("dropped_rows", payload.dropped_rows)

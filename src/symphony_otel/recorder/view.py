@@ -110,7 +110,7 @@ def parse_rate_limits(payload: Mapping[str, Any] | None, now: float) -> RateLimi
 
 
 def _parse(payload: Mapping[str, Any] | None, now: float) -> tuple[RateLimits, bool]:
-    """Parse ``payload``; the flag tells whether a reset time was relative to ``now``."""
+    """Parse ``payload``, and return whether a reset time in it was relative to ``now``."""
     if not isinstance(payload, Mapping):
         return RateLimits(), False
     windows: list[RateLimitWindow] = []
@@ -131,24 +131,34 @@ class RateLimitReader:
 
     def __init__(self, redact: Callable[[str], str]) -> None:
         self._redact = redact
-        self._latest: tuple[Any, RateLimits] | None = None
+        self._latest: tuple[Any, RateLimits, object | None] | None = None
 
-    def read(self, payload: Mapping[str, Any] | None, now: float) -> RateLimits:
-        """Return the scrubbed readings of ``payload`` at Unix time ``now``."""
+    def read(
+        self, payload: Mapping[str, Any] | None, now: float | None = None, origin: object | None = None
+    ) -> RateLimits:
+        """Return the scrubbed readings of ``payload`` at Unix time ``now`` (the current time when None).
+
+        ``origin`` is an object that represents the payload's content, the same
+        object again while the content does not change (as
+        ``SnapshotGenerator._generate`` returns it).  It saves comparing the
+        payload with the previous one.
+        """
         latest = self._latest
         if latest is not None:
+            if origin is not None and latest[2] is origin:
+                return latest[1]
             try:
                 if payload == latest[0]:
                     return latest[1]
             except Exception:  # a value's __eq__ raised (hand-built snapshots only)
                 pass
-        parsed, relative = _parse(payload, now)
+        parsed, relative = _parse(payload, time.time() if now is None else now)
         parsed = parsed.redacted(self._redact)
         latest = None
         if not relative:
             try:
                 # A copy, not the snapshot's own dict, which the host may change.
-                latest = (copy.deepcopy(payload), parsed)
+                latest = (copy.deepcopy(payload), parsed, origin)
             except Exception:  # a value that cannot be copied: parse every time
                 latest = None
         self._latest = latest

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from symphony_otel.recorder.redaction import Redactor
+from symphony_otel.recorder.reuse import MISS, LatestResult
 from symphony_otel.snapshot import Origins, SystemSnapshot
 
 try:  # orjson is several times faster; the json module gives the same bytes' meaning.
@@ -120,7 +121,7 @@ class PayloadEncoder:
         # The latest row origins (running, retrying) and their encoded rows.
         self._latest_lists: list[tuple[list[dict[str, Any]], list[bytes]] | None] = [None, None]
         # The latest rate limits and their scrubbed copy.
-        self._rate_limits_latest: tuple[Any, Any, object | None] | None = None
+        self._rate_limits_latest = LatestResult()
         self._redact_locations = redact_locations
         self._dumps: Callable[[Any], bytes] = (
             _dumps_orjson if use_orjson and _orjson is not None else _dumps_json
@@ -279,20 +280,10 @@ class PayloadEncoder:
         The copy is shared by the payloads built meanwhile, so it is never
         changed.  ``origin`` (see :meth:`encode`) saves the comparison.
         """
-        latest = self._rate_limits_latest
-        if latest is not None:
-            if origin is not None and latest[2] is origin:
-                return latest[1]
-            try:
-                if rate_limits == latest[0]:
-                    return latest[1]
-            except Exception:  # a value's __eq__ raised (hand-built snapshots only)
-                pass
-        scrubbed = self._scrub_value(rate_limits)
-        # The key is a copy (plain dicts and lists), because the snapshot's own
-        # dict may change after this call.  Holding the origin keeps its id
-        # from being reused.
-        self._rate_limits_latest = (_plain_copy(rate_limits), scrubbed, origin)
+        scrubbed = self._rate_limits_latest.get(rate_limits, origin)
+        if scrubbed is MISS:
+            scrubbed = self._scrub_value(rate_limits)
+            self._rate_limits_latest.remember(rate_limits, scrubbed, origin)
         return scrubbed
 
     def _encode_until_full(self, snapshot: SystemSnapshot, origins: Origins | None = None) -> Payload:
@@ -492,19 +483,6 @@ def _dumps_json(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
         "utf-8"
     )
-
-
-def _plain_copy(value: Any, depth: int = 0) -> Any:
-    """Copy the dicts and lists of ``value``, down to ``_MAX_DEPTH`` levels."""
-    if depth >= _MAX_DEPTH:
-        return value
-    if isinstance(value, dict):
-        return {k: _plain_copy(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain_copy(item, depth + 1) for item in value]
-    if isinstance(value, tuple):
-        return tuple(_plain_copy(item, depth + 1) for item in value)
-    return value
 
 
 def _repair(value: Any) -> Any:

@@ -9,7 +9,6 @@ restart) is worked out here.
 
 from __future__ import annotations
 
-import copy
 import math
 import threading
 import time
@@ -17,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from symphony_otel.recorder.reuse import MISS, LatestResult
 from symphony_otel.snapshot import SystemSnapshot
 
 __all__ = [
@@ -131,7 +131,7 @@ class RateLimitReader:
 
     def __init__(self, redact: Callable[[str], str]) -> None:
         self._redact = redact
-        self._latest: tuple[Any, RateLimits, object | None] | None = None
+        self._latest = LatestResult()
 
     def read(
         self, payload: Mapping[str, Any] | None, now: float | None = None, origin: object | None = None
@@ -143,25 +143,15 @@ class RateLimitReader:
         ``SnapshotGenerator._generate`` returns it).  It saves comparing the
         payload with the previous one.
         """
-        latest = self._latest
-        if latest is not None:
-            if origin is not None and latest[2] is origin:
-                return latest[1]
-            try:
-                if payload == latest[0]:
-                    return latest[1]
-            except Exception:  # a value's __eq__ raised (hand-built snapshots only)
-                pass
+        parsed = self._latest.get(payload, origin)
+        if parsed is not MISS:
+            return parsed
         parsed, relative = _parse(payload, time.time() if now is None else now)
         parsed = parsed.redacted(self._redact)
-        latest = None
-        if not relative:
-            try:
-                # A copy, not the snapshot's own dict, which the host may change.
-                latest = (copy.deepcopy(payload), parsed, origin)
-            except Exception:  # a value that cannot be copied: parse every time
-                latest = None
-        self._latest = latest
+        if relative:
+            self._latest.forget()
+        else:
+            self._latest.remember(payload, parsed, origin)
         return parsed
 
 

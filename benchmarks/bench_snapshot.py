@@ -583,7 +583,7 @@ def alternating(state: HostState) -> Callable[[], Callable[[], HostState]]:
     In the copy every running entry has more tokens (the strings and times
     are the same objects), as after a poll tick in which every worker took a
     turn.  Each function made alternates on its own, so that each variant of
-    a comparison sees a change on every call.
+    a comparison reads a changed state on every call.
     """
     changed = dataclasses.replace(
         state,
@@ -679,7 +679,8 @@ def bench_generation(
     payload = snapshot.to_dict()
     # The recorder's default redaction.  One encode() first sizes the caches of
     # the redactor and of the scrubbed rows for this payload, as the recorder's
-    # first snapshot does; build() alone would leave them at their minimum size.
+    # first snapshot does.  Without it, build() would run with caches of the
+    # minimum size.
     encoder = recorder_events.PayloadEncoder(UNLIMITED_PAYLOAD, Redactor())
     encoder.encode(snapshot)
     timings.update(

@@ -285,8 +285,8 @@ class SnapshotGenerator:
         running rows, a list of retrying rows and an object that represents the
         rate limits.  Each is the same object again as long as its part of the
         state does not change, so a subclass can reuse the work it did for the
-        previous snapshot.  Each is None when it cannot be told (some rows took
-        the lenient path, or there are no rate limits).
+        previous snapshot.  Each is None when there is no such copy (some rows
+        took the lenient path, or there are no rate limits).
         """
         report = self.value_report
         (

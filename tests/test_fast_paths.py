@@ -213,6 +213,7 @@ def test_changed_entry_is_read_again() -> None:
     row = generator.generate(state).running[1]
     assert row["turn_count"] == 0
     assert generator.value_report.counts() == {"turn_count": 1}
+    assert repr(generator.value_report) == "ValueReport({'turn_count': 1})"
 
 
 @dataclasses.dataclass

@@ -163,6 +163,9 @@ class ValueReport:
         with self._lock:
             return dict(self._counts)
 
+    def __repr__(self) -> str:
+        return f"ValueReport({self.counts()!r})"
+
 
 # --- Paths ---------------------------------------------------------------------
 

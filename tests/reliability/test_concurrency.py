@@ -7,6 +7,8 @@ as numbers that disagree.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 import random
 import sys
@@ -215,5 +217,130 @@ def test_concurrent_generate_counters_end_at_last_totals() -> None:
             "input": steps,
             "output": 2 * steps,
         }
+    finally:
+        recorder.close()
+
+
+@dataclasses.dataclass(eq=False)
+class PortRunningEntry:
+    """A running entry as a Python port keeps it, which the compiled readers read."""
+
+    issue_id: str
+    identifier: str
+    turn_count: int
+    codex_input_tokens: int
+    codex_output_tokens: int
+    codex_total_tokens: int
+    started_at: dt.datetime
+    last_codex_event: str
+
+
+@dataclasses.dataclass(eq=False)
+class PortRetryEntry:
+    issue_id: str
+    identifier: str
+    attempt: int
+    error: str
+
+
+@dataclasses.dataclass(eq=False)
+class PortState:
+    running: dict[str, PortRunningEntry]
+    retry_attempts: dict[str, PortRetryEntry]
+    codex_rate_limits: dict[str, Any]
+    poll_interval_ms: int = 30_000
+
+
+STARTED = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def port_state(writer: int) -> PortState:
+    running = {
+        f"w{writer}-{index}": PortRunningEntry(
+            f"w{writer}-{index}", f"W{writer}-{index}", 1, 10, 5, 15, STARTED, "turn/started"
+        )
+        for index in range(3)
+    }
+    retrying = {
+        f"w{writer}-r{index}": PortRetryEntry(f"w{writer}-r{index}", f"R{writer}-{index}", 2, "exit 1")
+        for index in range(2)
+    }
+    return PortState(running, retrying, {"primary": {"used_percent": 10.0}})
+
+
+def expected_rows(state: PortState) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    running = [
+        {
+            "issue_id": entry.issue_id,
+            "identifier": entry.identifier,
+            "turn_count": entry.turn_count,
+            "codex_total_tokens": entry.codex_total_tokens,
+            "last_codex_event": entry.last_codex_event,
+            "started_at": "2026-05-01T12:00:00Z",
+            "session_id": None,
+            "codex_input_tokens": entry.codex_input_tokens,
+            "codex_output_tokens": entry.codex_output_tokens,
+            "worker_host": None,
+            "workspace_path": None,
+        }
+        for entry in state.running.values()
+    ]
+    retrying = [
+        {
+            "issue_id": entry.issue_id,
+            "identifier": entry.identifier,
+            "attempt": entry.attempt,
+            "delay_type": "failure",
+            "error": entry.error,
+            "worker_host": None,
+            "workspace_path": None,
+        }
+        for entry in state.retry_attempts.values()
+    ]
+    return running, retrying
+
+
+def test_concurrent_reused_rows_per_state() -> None:
+    # One generator, one state per thread, all of the same classes: the threads
+    # share the compiled readers and their remembered rows, and each changes
+    # its own entries between calls.  Every snapshot and every payload must be
+    # its own state's, as it was at that call.
+    recorder = in_memory_recorder(payload_limit=1 << 20)
+    errors: list[BaseException] = []
+    recorded: dict[int, list[dict[str, Any]]] = {writer: [] for writer in range(WRITERS)}
+    stop = threading.Event()
+
+    def write(writer: int) -> None:
+        chooser = random.Random(writer)
+        state = port_state(writer)
+        try:
+            for _ in range(300):
+                change = chooser.randrange(4)
+                entry = state.running[f"w{writer}-{chooser.randrange(3)}"]
+                if change == 0:
+                    entry.codex_input_tokens += 7
+                    entry.codex_total_tokens += 7
+                elif change == 1:
+                    entry.last_codex_event = f"item/{chooser.randrange(3)}"
+                elif change == 2:
+                    state.codex_rate_limits["primary"]["used_percent"] = float(chooser.randrange(100))
+                snapshot = recorder.generator.generate(state)
+                assert (snapshot.running, snapshot.retrying) == expected_rows(state)
+                assert snapshot.rate_limits == state.codex_rate_limits
+                recorded[writer].append(snapshot.to_dict())
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    try:
+        run_threads([threading.Thread(target=write, args=(writer,)) for writer in range(WRITERS)], stop)
+        assert errors == []
+        payloads: dict[int, list[dict[str, Any]]] = {writer: [] for writer in range(WRITERS)}
+        for span in recorder.spans.get_finished_spans():
+            for event in span.events:
+                payload = json.loads(event.attributes["symphony.snapshot.json"])
+                payloads[int(payload["running"][0]["issue_id"][1:].split("-")[0])].append(payload)
+        for writer in range(WRITERS):
+            assert len(payloads[writer]) == 300
+            assert payloads[writer] == recorded[writer]
     finally:
         recorder.close()

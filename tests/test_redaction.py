@@ -281,6 +281,23 @@ def test_redactor_cache_keeps_two_generations() -> None:
     assert redactor(first[0]) == "token=[REDACTED]"
 
 
+def test_scrub_texts_across_generations() -> None:
+    calls: list[str] = []
+
+    def hook(text: str) -> str:
+        calls.append(text)
+        return text.replace("ENG", "TEAM")
+
+    redactor = Redactor(hook)
+    texts = [f"ENG-{index} password=hunter{index}" for index in range(600)]  # past one generation
+    scrubbed = redactor.scrub_texts(texts)
+    assert scrubbed == [f"TEAM-{index} password=[REDACTED]" for index in range(600)]
+    assert len(calls) == 600
+    # Seen before: from the cache, with no new hook call.
+    assert redactor.scrub_texts(texts[-10:]) == scrubbed[-10:]
+    assert len(calls) == 600
+
+
 @pytest.mark.parametrize("text", HARMLESS)
 def test_harmless_text_unchanged(text: str) -> None:
     assert Redactor()(text) == text

@@ -363,6 +363,10 @@ class PayloadEncoder:
         """Return ``text`` scrubbed as the strings of the payload are."""
         return self._redactor(text) if self._redactor.active else text
 
+    def redact_all(self, texts: list[str]) -> list[str]:
+        """Return each of ``texts`` scrubbed as the strings of the payload are."""
+        return self._redactor.scrub_texts(texts) if self._redactor.active else texts
+
     def _scrub_value(self, value: Any, depth: int = 0) -> Any:
         """Copy JSON-compatible ``value`` with every string scrubbed.
 

@@ -448,7 +448,7 @@ class OTelSnapshotGenerator(SnapshotGenerator):
             invalid_counts=self.value_report.counts(),
             counters=self._own_totals,
             series_budget=self._series_budget,
-            redact=self._encoder.redact,
+            redact=self._encoder.redact_all,
         )
         if self._series_budget.full and not self._budget_warned:
             self._budget_warned = True

@@ -214,7 +214,7 @@ class CallbackContext:
         counters: The recorder's own counters (dropped rows, record errors).
         series_budget: The identifiers allowed a series over the process's
             life, or None for no such bound.
-        redact: Scrubs the issue identifiers before they become attributes.
+        redact: Scrubs a list of issue identifiers before they become attributes.
         memo: Results shared by the callbacks of one collection.
     """
 
@@ -226,7 +226,7 @@ class CallbackContext:
     invalid_counts: Mapping[str, int]
     counters: Mapping[str, float]
     series_budget: SeriesBudget | None = None
-    redact: Callable[[str], str] | None = None
+    redact: Callable[[list[str]], list[str]] | None = None
     memo: dict[str, Any] = field(default_factory=dict)
 
 
@@ -384,16 +384,16 @@ def _worker_series(
     folded = 0
     limit = ctx.worker_series_limit
     budget = ctx.series_budget
-    redact = ctx.redact
-    for row in view.snapshot.running:
+    rows = view.snapshot.running
+    identifiers = [row["identifier"] for row in rows]
+    if ctx.redact is not None:
+        identifiers = ctx.redact(identifiers)
+    for row, identifier in zip(rows, identifiers):
         input_tokens, output_tokens, turns = (
             row["codex_input_tokens"],
             row["codex_output_tokens"],
             row["turn_count"],
         )
-        identifier = row["identifier"]
-        if redact is not None:
-            identifier = redact(identifier)
         previous = series.get(identifier)
         if previous is not None:
             series[identifier] = (

@@ -148,6 +148,18 @@ class Redactor:
         self._current[text] = cached
         return cached
 
+    def scrub_texts(self, texts: list[str]) -> list[str]:
+        """Return the scrubbed text of each of ``texts``, with one cache lookup for each one seen before."""
+        current_get = self._current.get
+        scrubbed_texts = []
+        for text in texts:
+            scrubbed = current_get(text)
+            if scrubbed is None:
+                scrubbed = self(text)
+                current_get = self._current.get  # a new generation may have started
+            scrubbed_texts.append(scrubbed)
+        return scrubbed_texts
+
     def scrub_row(self, row: dict[str, Any]) -> None:
         """Replace every string value of ``row`` by its scrubbed text, in place."""
         current_get = self._current.get

@@ -17,8 +17,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from symphony_otel.recorder.redaction import Redactor
 from symphony_otel.recorder.reuse import MISS, LatestResult
@@ -57,9 +56,8 @@ _MIN_ROWS_GENERATION: Final = 64
 _MINIMAL_PAYLOAD: Final = b"{}"
 
 
-@dataclass(frozen=True)
-class Payload:
-    """One encoded snapshot payload.
+class Payload(NamedTuple):
+    """One encoded snapshot payload (a named tuple: one is made per snapshot).
 
     Attributes:
         text: The JSON text.

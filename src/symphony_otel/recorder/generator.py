@@ -19,6 +19,7 @@ read on the metric reader's thread.  Export happens on the SDK's own threads.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import logging
@@ -184,7 +185,8 @@ class OTelSnapshotGenerator(SnapshotGenerator):
         self._rate_limit_reader = RateLimitReader(self._encoder.redact)
         # The staleness threshold of the latest settings and poll interval.
         self._stale_after: tuple[Any, Any, float] = (None, None, 0.0)
-        self._totals = MonotonicTotals()
+        # Advanced only under self._record_lock, which makes the totals' own lock redundant.
+        self._totals = MonotonicTotals(_lock=contextlib.nullcontext())
         self._own = MonotonicTotals()  # the recorder's own counters
         self._own_totals: dict[str, float] = {}
         self._view: SnapshotView | None = None

@@ -13,6 +13,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -225,7 +226,7 @@ class MonotonicTotals:
 
     _previous: dict[str, float] = field(default_factory=dict)
     _totals: dict[str, float] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: AbstractContextManager[Any] = field(default_factory=threading.Lock)
     # The totals that advance() returned last.  Callers only read them, so the
     # same dict is returned again while the values do not change.
     _latest: dict[str, float] | None = None

@@ -187,6 +187,8 @@ class OTelSnapshotGenerator(SnapshotGenerator):
         self._stale_after: tuple[Any, Any, float] = (None, None, 0.0)
         # Advanced only under self._record_lock, which makes the totals' own lock redundant.
         self._totals = MonotonicTotals(_lock=contextlib.nullcontext())
+        # The latest snapshot's totals, completed count and cumulative totals.
+        self._latest_totals: tuple[dict[str, Any], int, dict[str, float]] | None = None
         self._own = MonotonicTotals()  # the recorder's own counters
         self._own_totals: dict[str, float] = {}
         self._view: SnapshotView | None = None
@@ -284,13 +286,6 @@ class OTelSnapshotGenerator(SnapshotGenerator):
     # --- Recording -------------------------------------------------------------
 
     def _record(self, snapshot: SystemSnapshot, ticket: int, origins: Origins | None) -> None:
-        totals = snapshot.codex_totals
-        growth = {
-            "input_tokens": totals.get("input_tokens", 0),
-            "output_tokens": totals.get("output_tokens", 0),
-            "seconds_running": totals.get("seconds_running", 0),
-            "completed": snapshot.completed_count,
-        }
         rate_limits = self._rate_limit_reader.read(
             snapshot.rate_limits, origin=origins[2] if origins is not None else None
         )
@@ -307,7 +302,7 @@ class OTelSnapshotGenerator(SnapshotGenerator):
             if ticket > self._latest_ticket:
                 self._latest_ticket = ticket
                 self._view = SnapshotView(
-                    snapshot, time.monotonic(), stale_after, rate_limits, self._totals.advance(growth)
+                    snapshot, time.monotonic(), stale_after, rate_limits, self._advance_totals(snapshot)
                 )
         if len(snapshot.running) > settings.worker_series_limit and not self._overflow_warned:
             self._overflow_warned = True
@@ -319,6 +314,24 @@ class OTelSnapshotGenerator(SnapshotGenerator):
                 self.settings.worker_series_limit,
             )
         self._emit_event(snapshot, origins)
+
+    def _advance_totals(self, snapshot: SystemSnapshot) -> dict[str, float]:
+        """Advance the monotonic totals to ``snapshot``'s; call with ``_record_lock`` held."""
+        totals = snapshot.codex_totals
+        completed = snapshot.completed_count
+        latest = self._latest_totals
+        if latest is not None and completed == latest[1] and totals == latest[0]:
+            return latest[2]  # no growth since the previous snapshot
+        cumulative = self._totals.advance(
+            {
+                "input_tokens": totals.get("input_tokens", 0),
+                "output_tokens": totals.get("output_tokens", 0),
+                "seconds_running": totals.get("seconds_running", 0),
+                "completed": completed,
+            }
+        )
+        self._latest_totals = (dict(totals), completed, cumulative)
+        return cumulative
 
     def _emit_event(self, snapshot: SystemSnapshot, origins: Origins | None) -> None:
         payload = self._encoder.encode(snapshot, origins)

@@ -319,6 +319,14 @@ def test_receiver_restart_data_flows_again(
     assert span_arrival <= 0.2 + EXPORT_TIMEOUT_S + RECOVERY_MARGIN_S, arrivals
     assert set(during_outage) <= {("metrics", "failed"), ("traces", "failed")}, during_outage
     assert len(set(during_outage)) == len(during_outage), during_outage
+    # The receiver stores a request before the exporter's call returns, and
+    # "works again" is logged only once it has returned: wait for it.
+    recovered_by = time.monotonic() + EXPORT_TIMEOUT_S + RECOVERY_MARGIN_S
+    while time.monotonic() < recovered_by:
+        last = {name: event for name, event in outage_events(warnings_seen())}
+        if last.get("metrics") == last.get("traces") == "works again":
+            break
+        time.sleep(0.02)
     # On a loaded machine an export with a 1 s timeout can also fail before
     # the stop or after the restart; each such outage is logged once as well.
     events = outage_events(warnings_seen())

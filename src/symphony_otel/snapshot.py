@@ -303,26 +303,34 @@ class SnapshotGenerator:
         running, running_origins = self._running.read(running_map)
         retrying, retry_origins = self._retrying.read(retry_map)
         rate_limits_copy, rate_limits_origin = self._copy_rate_limits(rate_limits, report)
+
+        # Plain valid values are taken as they are; anything else goes to the
+        # lenient readers, which convert it or count it as invalid.
+        if type(completed) in _SIZED:
+            completed_count = len(completed)
+        else:
+            completed_count = _reading.count_of(completed, "completed", report)
+        if not (type(poll_interval) is int and 0 <= poll_interval <= _reading.INT64_MAX):
+            poll_interval = _reading.read_count(poll_interval, "poll_interval_ms", report)
+        if not (type(max_agents) is int and 0 <= max_agents <= _reading.INT64_MAX):
+            max_agents = _reading.read_count(max_agents, "max_concurrent_agents", report)
+        if not (in_progress is True or in_progress is False):
+            in_progress = _reading.read_flag(in_progress, "poll_check_in_progress", report)
+        if type(next_due) is int and -_EXACT_FLOAT <= next_due <= _EXACT_FLOAT:
+            next_due = float(next_due)
+        elif not (type(next_due) is float and -_FLOAT_MAX <= next_due <= _FLOAT_MAX):  # NaN, infinite, other
+            next_due = _reading.read_optional_number(next_due, "next_poll_due_at_ms", report)
+
         snapshot = SystemSnapshot(
             running,
             retrying,
-            len(completed) if type(completed) in _SIZED else _reading.count_of(completed, "completed", report),
+            completed_count,
             self._read_totals(totals, report),
             rate_limits_copy,
-            poll_interval
-            if type(poll_interval) is int and 0 <= poll_interval <= _reading.INT64_MAX
-            else _reading.read_count(poll_interval, "poll_interval_ms", report),
-            max_agents
-            if type(max_agents) is int and 0 <= max_agents <= _reading.INT64_MAX
-            else _reading.read_count(max_agents, "max_concurrent_agents", report),
-            in_progress
-            if in_progress is True or in_progress is False
-            else _reading.read_flag(in_progress, "poll_check_in_progress", report),
-            next_due
-            if type(next_due) is float and -_FLOAT_MAX <= next_due <= _FLOAT_MAX  # not NaN nor infinite
-            else float(next_due)
-            if type(next_due) is int and -_EXACT_FLOAT <= next_due <= _EXACT_FLOAT
-            else _reading.read_optional_number(next_due, "next_poll_due_at_ms", report),
+            poll_interval,
+            max_agents,
+            in_progress,
+            next_due,
             _utc_now_iso(),
         )
         return snapshot, (running_origins, retry_origins, rate_limits_origin)

@@ -304,7 +304,7 @@ class SnapshotGenerator:
         retrying, retry_origins = self._retrying.read(retry_map)
         rate_limits_copy, rate_limits_origin = self._copy_rate_limits(rate_limits, report)
 
-        # Plain valid values are taken as they are; anything else goes to the
+        # Plain valid values are taken as they are, and anything else goes to the
         # lenient readers, which convert it or count it as invalid.
         if type(completed) in _SIZED:
             completed_count = len(completed)

@@ -57,7 +57,7 @@ _MINIMAL_PAYLOAD: Final = b"{}"
 
 
 class Payload(NamedTuple):
-    """One encoded snapshot payload (a named tuple: one is made per snapshot).
+    """One encoded snapshot payload, a named tuple because one is made per snapshot.
 
     Attributes:
         text: The JSON text.
@@ -194,6 +194,7 @@ class PayloadEncoder:
         nor encoded again, because its bytes are reused.
         """
         current = self._encoded_current
+        scrubbing = self._redactor.active or self._redact_locations
         encoded_rows = []
         for row in rows:
             key = tuple(row.values())
@@ -205,7 +206,9 @@ class PayloadEncoder:
             if encoded is None:
                 encoded = self._encoded_previous.get(key)
                 if encoded is None:
-                    encoded = b"," + self._encode(self._scrubbed_rows([row])[0])
+                    # Scrubbed directly: the scrubbed-row cache would miss on the same key.
+                    scrubbed = self._scrub_row(dict(row)) if scrubbing else row
+                    encoded = b"," + self._encode(scrubbed)
                 if len(current) >= self._rows_generation_size:
                     self._encoded_previous = current
                     current = self._encoded_current = {}

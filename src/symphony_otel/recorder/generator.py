@@ -316,7 +316,7 @@ class OTelSnapshotGenerator(SnapshotGenerator):
         self._emit_event(snapshot, origins)
 
     def _advance_totals(self, snapshot: SystemSnapshot) -> dict[str, float]:
-        """Advance the monotonic totals to ``snapshot``'s; call with ``_record_lock`` held."""
+        """Advance the monotonic totals to ``snapshot``'s.  The caller holds ``_record_lock``."""
         totals = snapshot.codex_totals
         completed = snapshot.completed_count
         latest = self._latest_totals

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from symphony_otel import OTelSnapshotGenerator
-from symphony_otel.pipeline import TelemetryPipeline
+from symphony_otel.pipeline import DEFAULT_BATCH_SIZE, TelemetryPipeline
 from tests.support.otlp_receiver import OtlpReceiver
 
 from .conftest import SilentServer, consistent_state
@@ -45,8 +45,11 @@ LATENCY_BLOCK = 100
 
 # Memory during an outage.  The span queue is shortened to 256 so that it fills
 # quickly.  After that, the median memory of the second half of the measurement
-# may exceed that of the first half by this much.  Measured: under 30 KiB, where
-# an unbounded queue would add about 6 MiB.
+# may exceed that of the first half by this much, plus one export batch of spans.
+# A batch taken from the queue stays alive while its export fails, and whether
+# the checkpoints fall inside such exports changes from run to run.  Measured:
+# under 100 KiB in most runs, and about 365 KiB once on a clean clone, where an
+# unbounded queue would add about 6 MiB.
 MEMORY_QUEUE_SIZE = 256
 MAX_STEADY_GROWTH_BYTES = 256 * 1024
 # Memory per queued span beyond its payload.  Measured: 3.5 KiB.
@@ -184,7 +187,10 @@ def test_memory_bounded_during_outage(
 
     first_half = statistics.median(checkpoints[:10])
     second_half = statistics.median(checkpoints[10:])
-    assert second_half - first_half < MAX_STEADY_GROWTH_BYTES, [value // 1024 for value in checkpoints]
+    in_flight_batch = DEFAULT_BATCH_SIZE * (payload_bytes + MAX_SPAN_OVERHEAD_BYTES)
+    assert second_half - first_half < MAX_STEADY_GROWTH_BYTES + in_flight_batch, [
+        value // 1024 for value in checkpoints
+    ]
     assert max(checkpoints) < MEMORY_QUEUE_SIZE * (payload_bytes + MAX_SPAN_OVERHEAD_BYTES) + (1 << 20)
     assert pipeline.drops.counts()["traces"] > 0
 
@@ -320,7 +326,7 @@ def test_receiver_restart_data_flows_again(
     assert set(during_outage) <= {("metrics", "failed"), ("traces", "failed")}, during_outage
     assert len(set(during_outage)) == len(during_outage), during_outage
     # The receiver stores a request before the exporter's call returns, and
-    # "works again" is logged only once it has returned: wait for it.
+    # "works again" is logged only once it has returned, so wait for it.
     recovered_by = time.monotonic() + EXPORT_TIMEOUT_S + RECOVERY_MARGIN_S
     while time.monotonic() < recovered_by:
         last = {name: event for name, event in outage_events(warnings_seen())}
